@@ -1,0 +1,204 @@
+"""Creative work: projects, generations, their inputs and the images they produce."""
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import Workspace
+from studio.spec import GenerationSpec
+
+
+class Project(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=100)
+    is_default = models.BooleanField(default=False)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace"], condition=Q(is_default=True), name="project_one_default_per_workspace"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def default_for(cls, workspace: Workspace) -> "Project":
+        project, _ = cls.objects.get_or_create(
+            workspace=workspace, is_default=True, defaults={"name": "General"}
+        )
+        return project
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+
+class Source(models.TextChoices):
+    PAGE = "page", "Studio"
+    API = "api", "API"
+
+
+class GenerationQuerySet(models.QuerySet):
+    def for_user(self, user) -> "GenerationQuerySet":
+        return self.filter(workspace__memberships__user=user)
+
+
+class Generation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="generations")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="generations")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generations")
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.PAGE)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+
+    prompt = models.TextField()
+    spec = models.JSONField()
+    provider = models.CharField(max_length=20)
+    cost = models.PositiveIntegerField()
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    # The latest partial image, so a reload or a teammate's page shows progress at once.
+    partial_image = models.FileField(upload_to="partials/", blank=True)
+    partial_count = models.PositiveSmallIntegerField(default=0)
+    # Bumped on every change; live messages carry it so a page can ignore stale ones.
+    seq = models.PositiveIntegerField(default=0)
+
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # What the upstream reported.
+    revised_prompt = models.TextField(blank=True)
+    usage = models.JSONField(null=True, blank=True)
+    upstream_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    upstream_request_id = models.CharField(max_length=200, blank=True)
+    result_size = models.CharField(max_length=20, blank=True)
+    result_quality = models.CharField(max_length=10, blank=True)
+    result_format = models.CharField(max_length=10, blank=True)
+
+    objects = GenerationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["author", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="generation_idempotency_key_unique_per_author",
+            )
+        ]
+        indexes = [models.Index(fields=["workspace", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.prompt[:40]} ({self.status})"
+
+    @property
+    def ledger_reference(self) -> str:
+        return f"generation:{self.pk}"
+
+    @property
+    def generation_spec(self) -> GenerationSpec:
+        return GenerationSpec.from_dict(self.spec)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def elapsed(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    def transition(self, *, from_statuses: tuple[str, ...], to: str, **changes) -> bool:
+        """Move to `to` only if the row is still in one of `from_statuses`; True if this caller won."""
+        now = timezone.now()
+        changes.setdefault("heartbeat_at", now)
+        if to == Status.RUNNING:
+            changes.setdefault("started_at", now)
+        if to not in ACTIVE_STATUSES:
+            changes.setdefault("finished_at", now)
+        won = bool(
+            Generation.objects.filter(pk=self.pk, status__in=from_statuses).update(
+                status=to, seq=F("seq") + 1, **changes
+            )
+        )
+        if won:
+            self.refresh_from_db()
+        return won
+
+    def touch(self, **changes) -> None:
+        """Record progress of a running generation (stage, partial image) and bump its sequence."""
+        Generation.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes)
+        self.refresh_from_db()
+
+
+class Image(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="images")
+    index = models.PositiveSmallIntegerField(default=0)
+    file = models.FileField(upload_to="images/%Y/%m/")
+    thumbnail = models.FileField(upload_to="thumbnails/%Y/%m/")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+    bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["generation", "index"]
+        indexes = [models.Index(fields=["workspace", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height} {self.format}"
+
+    @property
+    def content_type(self) -> str:
+        return f"image/{self.format}"
+
+
+class InputRole(models.TextChoices):
+    REFERENCE = "reference", "Reference"
+    MASK = "mask", "Mask"
+
+
+class GenerationInput(models.Model):
+    """An image a generation was given: a reference (the first is the edit source) or the mask."""
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="inputs")
+    role = models.CharField(max_length=10, choices=InputRole.choices)
+    position = models.PositiveSmallIntegerField(default=0)
+    file = models.FileField(upload_to="inputs/%Y/%m/")
+    content_type = models.CharField(max_length=30)
+    # Set when the input was picked from the gallery, for lineage.
+    source_image = models.ForeignKey(
+        Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="uses"
+    )
+
+    class Meta:
+        ordering = ["role", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} {self.position} of {self.generation_id}"

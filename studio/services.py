@@ -1,0 +1,162 @@
+"""Work that spans models: submit and cancel generations. Tasks are enqueued on commit."""
+
+import logging
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+
+from accounts import ledger
+from accounts.models import Membership
+from studio import pricing
+from studio.events import publish_generation_changed
+from studio.images import CheckedImage
+from studio.models import (
+    ACTIVE_STATUSES,
+    Generation,
+    GenerationInput,
+    Image,
+    InputRole,
+    Project,
+    Source,
+    Status,
+)
+from studio.spec import GenerationSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubmittedImage:
+    """An input image: checked bytes, and the gallery image it came from, if any."""
+
+    image: CheckedImage
+    source_image: Image | None = None
+
+
+def generation_submit(
+    *,
+    membership: Membership,
+    spec: GenerationSpec,
+    project: Project | None = None,
+    references: list[SubmittedImage] = (),
+    mask: SubmittedImage | None = None,
+    idempotency_key: str = "",
+    source: str = Source.PAGE,
+    provider: str | None = None,
+) -> Generation:
+    """Create a queued generation and pay for it in one transaction; enqueue its task on commit.
+
+    The same idempotency key twice gives back the first generation and charges once. Raises
+    PermissionDenied for viewers and ledger.InsufficientCredits when the balance does not cover the cost.
+    """
+    from django.conf import settings
+
+    if not membership.can_write:
+        raise PermissionDenied("Viewers cannot generate in this workspace.")
+    user, workspace = membership.user, membership.workspace
+    if idempotency_key and (existing := _existing(user, idempotency_key)):
+        return existing
+    project = project or Project.default_for(workspace)
+    if project.workspace_id != workspace.pk:
+        raise PermissionDenied("That project belongs to another workspace.")
+    cost = pricing.price(spec)
+    try:
+        with transaction.atomic():
+            generation = Generation.objects.create(
+                workspace=workspace,
+                project=project,
+                author=user,
+                source=source,
+                idempotency_key=idempotency_key,
+                prompt=spec.prompt,
+                spec=spec.to_dict(),
+                provider=provider or settings.STUDIO_PROVIDER,
+                cost=cost,
+            )
+            ledger.spend(user=user, amount=cost, reference=generation.ledger_reference, reason="Generation")
+            for position, submitted in enumerate(references):
+                _store_input(generation, submitted, InputRole.REFERENCE, position)
+            if mask is not None:
+                _store_input(generation, mask, InputRole.MASK, 0)
+            transaction.on_commit(lambda: _enqueue(generation))
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer with its generation.
+        if idempotency_key and (existing := _existing(user, idempotency_key)):
+            return existing
+        raise
+    return generation
+
+
+def _existing(user, idempotency_key: str) -> Generation | None:
+    return Generation.objects.filter(author=user, idempotency_key=idempotency_key).first()
+
+
+def _store_input(generation: Generation, submitted: SubmittedImage, role: str, position: int) -> None:
+    item = GenerationInput(
+        generation=generation,
+        role=role,
+        position=position,
+        content_type=submitted.image.content_type,
+        source_image=submitted.source_image,
+    )
+    item.file.save(
+        f"{generation.pk}-{role}-{position}.{submitted.image.format}", ContentFile(submitted.image.data)
+    )
+
+
+def _enqueue(generation: Generation) -> None:
+    from studio.tasks import run_generation
+
+    publish_generation_changed(generation)
+    run_generation.delay(str(generation.pk))
+
+
+def generation_fail(generation: Generation, *, message: str, code: str = "") -> bool:
+    """Fail an active generation and refund it. True if this call did it (only one caller can)."""
+    with transaction.atomic():
+        won = generation.transition(
+            from_statuses=ACTIVE_STATUSES, to=Status.FAILED, error=message, error_code=code
+        )
+        if won:
+            ledger.refund(
+                user_id=generation.author_id,
+                amount=generation.cost,
+                reference=generation.ledger_reference,
+                reason=f"Failed: {message[:200]}",
+            )
+    if won:
+        publish_generation_changed(generation)
+    return won
+
+
+def generation_cancel(generation: Generation, *, membership: Membership) -> bool:
+    """Cancel a queued or running generation; nothing was delivered, so all of it is refunded."""
+    if generation.author_id != membership.user_id and not membership.is_owner:
+        raise PermissionDenied("Only the author or an owner can cancel this generation.")
+    with transaction.atomic():
+        won = generation.transition(from_statuses=ACTIVE_STATUSES, to=Status.CANCELED, stage="Canceled")
+        if won:
+            ledger.refund(
+                user_id=generation.author_id,
+                amount=generation.cost,
+                reference=generation.ledger_reference,
+                reason="Canceled",
+            )
+    if won:
+        publish_generation_changed(generation)
+    return won
+
+
+def generation_refund(generation: Generation, *, reason: str) -> bool:
+    """Refund a failed or canceled generation if it has not been refunded yet (admin action). Idempotent."""
+    if generation.status not in (Status.FAILED, Status.CANCELED):
+        return False
+    entry = ledger.refund(
+        user_id=generation.author_id,
+        amount=generation.cost,
+        reference=generation.ledger_reference,
+        reason=reason,
+    )
+    return entry is not None

@@ -1,0 +1,92 @@
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+from PIL import Image as PillowImage
+
+from accounts.models import Membership, Role, Workspace
+from accounts.services import user_signup
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
+    on_postgres = "postgresql" in settings.DATABASES["default"]["ENGINE"]
+    for item in items:
+        if "postgres" in item.keywords and not on_postgres:
+            if IN_CI:
+                raise pytest.UsageError("CI must run the money tests on PostgreSQL: set DATABASE_URL.")
+            item.add_marker(
+                pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://... to run the money tests")
+            )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_media_root():
+    """Tests write images into a temporary folder, never into the real data directory."""
+    root = Path(tempfile.mkdtemp(prefix="studio-media-"))
+    storages = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": root}},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(STORAGES=storages, MEDIA_ROOT=root, LOCAL_PROVIDER_STEP_SECONDS=0.0):
+        yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def make_user(db):
+    counter = iter(range(1, 10_000))
+
+    def make(username: str | None = None, **kwargs):
+        number = next(counter)
+        username = username or f"person{number}"
+        return user_signup(
+            username=username,
+            email=kwargs.pop("email", f"{username}@example.com"),
+            password=kwargs.pop("password", "correct horse battery staple"),
+        )
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def team(make_user):
+    """A team workspace with an owner, an editor and a viewer, and a stranger outside it."""
+    owner, editor, viewer, stranger = (make_user(name) for name in ("owner", "editor", "viewer", "stranger"))
+    workspace = Workspace.objects.create(name="Team", slug="team", created_by=owner)
+    memberships = {
+        "owner": Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER),
+        "editor": Membership.objects.create(workspace=workspace, user=editor, role=Role.EDITOR),
+        "viewer": Membership.objects.create(workspace=workspace, user=viewer, role=Role.VIEWER),
+    }
+    return {
+        "workspace": workspace,
+        "memberships": memberships,
+        "owner": owner,
+        "editor": editor,
+        "viewer": viewer,
+        "stranger": stranger,
+    }
+
+
+def png_bytes(size=(64, 64), color=(200, 30, 30, 255), mode="RGBA") -> bytes:
+    buffer = io.BytesIO()
+    PillowImage.new(mode, size, color).save(buffer, "PNG")
+    return buffer.getvalue()

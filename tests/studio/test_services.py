@@ -1,0 +1,87 @@
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.db.models import Sum
+
+from accounts.ledger import InsufficientCredits
+from accounts.models import EntryKind, LedgerEntry
+from studio.models import Generation, Project, Status
+from studio.services import generation_cancel, generation_fail, generation_submit
+from studio.spec import GenerationSpec
+
+
+def membership_of(user):
+    return user.memberships.select_related("workspace", "user").get(workspace__is_personal=True)
+
+
+def test_submitting_creates_a_queued_generation_and_spends_in_the_same_transaction(alice):
+    generation = generation_submit(membership=membership_of(alice), spec=GenerationSpec.build(prompt="a fox"))
+    alice.refresh_from_db()
+    assert generation.status == Status.QUEUED
+    assert generation.cost == 100 and alice.credits == 900
+    spend = LedgerEntry.objects.get(kind=EntryKind.SPEND)
+    assert spend.reference == f"generation:{generation.pk}" and spend.amount == -100
+    assert generation.project == Project.default_for(generation.workspace)
+
+
+def test_the_task_is_enqueued_only_on_commit(alice, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr("studio.tasks.run_generation.delay", lambda generation_id: sent.append(generation_id))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        generation = generation_submit(membership=membership_of(alice), spec=GenerationSpec.build(prompt="a fox"))
+    assert sent == []
+    for callback in callbacks:
+        callback()
+    assert sent == [str(generation.pk)]
+
+
+def test_insufficient_credits_creates_nothing_and_spends_nothing(alice):
+    generation_submit(membership=membership_of(alice), spec=GenerationSpec.build(prompt="x", n=10))
+    with pytest.raises(InsufficientCredits):
+        generation_submit(membership=membership_of(alice), spec=GenerationSpec.build(prompt="x", n=1))
+    alice.refresh_from_db()
+    assert Generation.objects.count() == 1
+    assert alice.credits == 0
+    assert LedgerEntry.objects.filter(user=alice).aggregate(total=Sum("amount"))["total"] == 0
+
+
+def test_the_same_idempotency_key_makes_one_generation_and_one_charge(alice):
+    spec = GenerationSpec.build(prompt="x")
+    first = generation_submit(membership=membership_of(alice), spec=spec, idempotency_key="click-1")
+    second = generation_submit(membership=membership_of(alice), spec=spec, idempotency_key="click-1")
+    alice.refresh_from_db()
+    assert first.pk == second.pk
+    assert alice.credits == 900
+
+
+def test_a_viewer_cannot_generate(team):
+    with pytest.raises(PermissionDenied):
+        generation_submit(membership=team["memberships"]["viewer"], spec=GenerationSpec.build(prompt="x"))
+    assert not Generation.objects.exists()
+
+
+def test_failing_refunds_once_with_a_refund_entry(alice):
+    generation = generation_submit(membership=membership_of(alice), spec=GenerationSpec.build(prompt="x", n=2))
+    assert generation_fail(generation, message="The upstream said no.")
+    assert not generation_fail(generation, message="again")
+    alice.refresh_from_db()
+    generation.refresh_from_db()
+    assert generation.status == Status.FAILED and generation.error == "The upstream said no."
+    assert alice.credits == 1000
+    refund = LedgerEntry.objects.get(kind=EntryKind.REFUND)
+    assert refund.amount == 200
+
+
+def test_the_author_cancels_and_is_refunded(alice):
+    membership = membership_of(alice)
+    generation = generation_submit(membership=membership, spec=GenerationSpec.build(prompt="x"))
+    assert generation_cancel(generation, membership=membership)
+    assert not generation_cancel(generation, membership=membership)
+    alice.refresh_from_db()
+    assert generation.status == Status.CANCELED and alice.credits == 1000
+
+
+def test_only_the_author_or_an_owner_cancels(team):
+    generation = generation_submit(membership=team["memberships"]["editor"], spec=GenerationSpec.build(prompt="x"))
+    with pytest.raises(PermissionDenied):
+        generation_cancel(generation, membership=team["memberships"]["viewer"])
+    assert generation_cancel(generation, membership=team["memberships"]["owner"])
