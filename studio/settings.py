@@ -127,7 +127,8 @@ else:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
             # A file, not memory, so worker threads in pipeline tests see the same database.
-            "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
+            # One per process, so two test runs side by side never share it.
+            "TEST": {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

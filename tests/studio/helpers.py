@@ -1,0 +1,33 @@
+"""Builders shared by the studio tests."""
+
+from django.core.files.base import ContentFile
+
+from studio.images import thumbnail
+from studio.models import Generation, Image, Status
+from studio.services import generation_submit
+from studio.spec import GenerationSpec
+from tests.conftest import png_bytes
+
+
+def personal_membership(user):
+    return user.memberships.select_related("workspace", "user").get(workspace__is_personal=True)
+
+
+def finished_generation(membership, prompt: str = "a red square") -> tuple[Generation, Image]:
+    """A succeeded generation with one stored image, without running a worker."""
+    generation = generation_submit(membership=membership, spec=GenerationSpec.build(prompt=prompt))
+    data = png_bytes((64, 48))
+    image = Image(
+        generation=generation,
+        workspace=membership.workspace,
+        width=64,
+        height=48,
+        format="png",
+        bytes=len(data),
+    )
+    image.file.save(f"{generation.pk}.png", ContentFile(data), save=False)
+    image.thumbnail.save(f"{generation.pk}.webp", ContentFile(thumbnail(data)), save=False)
+    image.save()
+    generation.transition(from_statuses=(Status.QUEUED,), to=Status.RUNNING)
+    generation.transition(from_statuses=(Status.RUNNING,), to=Status.SUCCEEDED)
+    return generation, image

@@ -1,0 +1,29 @@
+def test_healthz_says_the_process_is_up(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_redis_and_broker(client, db):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
+
+
+def test_readyz_names_the_failing_part(client, db, settings, monkeypatch):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/readyz")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["failing"] == ["redis"]
+    assert body["checks"]["database"] == "ok"
+
+
+def test_readyz_reports_a_broken_broker(client, db, monkeypatch):
+    from studio import health
+
+    def broken():
+        raise ConnectionError("broker down")
+
+    monkeypatch.setitem(health.CHECKS, "broker", broken)
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["failing"] == ["broker"]
