@@ -27,7 +27,9 @@ def test_the_task_is_enqueued_only_on_commit(alice, django_capture_on_commit_cal
     sent = []
     monkeypatch.setattr("studio.tasks.run_generation.delay", lambda generation_id: sent.append(generation_id))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        generation = generation_submit(membership=membership_of(alice), spec=GenerationSpec.build(prompt="a fox"))
+        generation = generation_submit(
+            membership=membership_of(alice), spec=GenerationSpec.build(prompt="a fox")
+        )
     assert sent == []
     for callback in callbacks:
         callback()
@@ -60,7 +62,9 @@ def test_a_viewer_cannot_generate(team):
 
 
 def test_failing_refunds_once_with_a_refund_entry(alice):
-    generation = generation_submit(membership=membership_of(alice), spec=GenerationSpec.build(prompt="x", n=2))
+    generation = generation_submit(
+        membership=membership_of(alice), spec=GenerationSpec.build(prompt="x", n=2)
+    )
     assert generation_fail(generation, message="The upstream said no.")
     assert not generation_fail(generation, message="again")
     alice.refresh_from_db()
@@ -81,7 +85,9 @@ def test_the_author_cancels_and_is_refunded(alice):
 
 
 def test_only_the_author_or_an_owner_cancels(team):
-    generation = generation_submit(membership=team["memberships"]["editor"], spec=GenerationSpec.build(prompt="x"))
+    generation = generation_submit(
+        membership=team["memberships"]["editor"], spec=GenerationSpec.build(prompt="x")
+    )
     with pytest.raises(PermissionDenied):
         generation_cancel(generation, membership=team["memberships"]["viewer"])
     assert generation_cancel(generation, membership=team["memberships"]["owner"])
