@@ -95,17 +95,21 @@
     if (target && target.id === "generations") dropDuplicateCards();
   });
 
-  // A live card for a generation this page does not show yet (made in another tab or by a teammate):
-  // put it on top of the gallery instead of dropping it.
-  document.body && document.body.addEventListener("htmx:oobErrorNoTarget", function (event) {
-    var content = event.detail.content;
+  // A live card for a generation this page does not show yet (made in another tab or by a teammate): give it
+  // an empty slot on top of the gallery before the websocket extension swaps the card into place.
+  document.body.addEventListener("htmx:wsBeforeMessage", function (event) {
     var gallery = document.getElementById("generations");
-    if (!gallery || !content || !content.id || content.id.indexOf("generation-") !== 0) return;
-    content.removeAttribute("hx-swap-oob");
-    gallery.prepend(content);
-    htmx.process(content);
-    dropDuplicateCards();
-    var empty = document.getElementById("gallery-empty");
-    if (empty) empty.remove();
+    if (!gallery || typeof event.detail.message !== "string") return;
+    var parsed = document.createElement("template");
+    parsed.innerHTML = event.detail.message;
+    parsed.content.querySelectorAll(":scope > article[id^='generation-']").forEach(function (card) {
+      if (document.getElementById(card.id)) return;
+      var slot = document.createElement("article");
+      slot.id = card.id;
+      slot.dataset.seq = "-1";
+      gallery.prepend(slot);
+      var empty = document.getElementById("gallery-empty");
+      if (empty) empty.remove();
+    });
   });
 })();

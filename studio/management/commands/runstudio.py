@@ -1,6 +1,7 @@
 """Start the whole studio: web (Daphne), Celery worker, Celery beat, and an embedded Redis when REDIS_URL is
 not set. Ctrl-C (SIGINT) or SIGTERM stops every child; if one child dies, the others are stopped too."""
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from studio.embedded_redis import EmbeddedRedis
 
@@ -26,6 +27,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-beat", action="store_true", help="Do not start Celery beat.")
 
     def handle(self, *args, host: str, port: int, concurrency: int, no_beat: bool, **options) -> None:
+        # One studio per data directory: a second would share (and pull away) the first one's embedded Redis.
+        lock = open(settings.DATA_DIR / "runstudio.lock", "w")  # noqa: SIM115  (held for the whole run)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise CommandError(f"Another studio is already running on {settings.DATA_DIR}.") from error
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
         redis_server = None
