@@ -26,15 +26,20 @@ def publish_generation_changed(generation) -> None:
     if layer is None:
         return
     message = {"type": "generation.changed", "id": str(generation.pk), "seq": generation.seq}
-    send = async_to_sync(layer.group_send)
-    for group in (
+    groups = (
         generation_group(generation.pk),
         workspace_group(generation.workspace_id),
         user_group(generation.author_id),
-    ):
-        try:
-            send(group, message)
-        except Exception:
-            logger.warning(
-                "could not publish change of generation %s to %s", generation.pk, group, exc_info=True
-            )
+    )
+
+    async def send_all() -> None:
+        # One event loop for the three sends (async_to_sync per send would make a loop and connection each).
+        for group in groups:
+            try:
+                await layer.group_send(group, message)
+            except Exception:
+                logger.warning(
+                    "could not publish change of generation %s to %s", generation.pk, group, exc_info=True
+                )
+
+    async_to_sync(send_all)()

@@ -176,6 +176,7 @@ def _as_bool(value: Any) -> bool:
 
 
 class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 refuses a burst of concurrent clients
     daemon_threads = True
 
     def __init__(self, upstream: FakeUpstream):

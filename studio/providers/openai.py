@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -39,6 +40,13 @@ CREDENTIALS_MESSAGE = "The image service refused the studio's credentials."
 NOT_CONFIGURED_MESSAGE = "The studio's image service has no API key configured."
 
 
+@functools.lru_cache(maxsize=8)
+def _shared_client(api_key: str, base_url: str | None, timeout_seconds: float) -> openai.OpenAI:
+    """One client per configuration and process: its connection pool (1,000 connections, 100 kept alive) is
+    shared by every generation in flight, instead of a new client (about 25 ms of CPU) per generation."""
+    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_seconds)
+
+
 class OpenAIProvider:
     name = "openai"
 
@@ -57,9 +65,7 @@ class OpenAIProvider:
         # The SDK refuses to build a client without a key. Leave it unbuilt so a misconfigured studio fails
         # each generation with a clear, typed error instead of crashing where the provider is made.
         self.client: openai.OpenAI | None = (
-            openai.OpenAI(api_key=api_key, base_url=base_url or None, max_retries=0, timeout=timeout_seconds)
-            if api_key
-            else None
+            _shared_client(api_key, base_url or None, timeout_seconds) if api_key else None
         )
 
     @classmethod
