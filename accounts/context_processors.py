@@ -1,5 +1,14 @@
+from accounts.models import Membership
+
+
 def studio_header(request) -> dict:
     user = getattr(request, "user", None)
     if not user or not user.is_authenticated:
         return {}
-    return {"current_membership": request.membership}
+    return {
+        "current_membership": request.membership,
+        # For the header's workspace switcher; evaluated only when a page renders the header.
+        "header_memberships": Membership.objects.filter(user=user)
+        .select_related("workspace")
+        .order_by("-workspace__is_personal", "workspace__name"),
+    }

@@ -1,10 +1,23 @@
 """The only code that changes a credit balance. Every change is a conditional update of the balance and a
-ledger entry, in one transaction."""
+ledger entry, in one transaction.
+
+Why this holds under concurrency (reviewed for PostgreSQL's READ COMMITTED and SQLite's single writer):
+- The UPDATE of the user's row takes its row lock until commit, so changes of one balance run one at a time,
+  and the balance read back for `balance_after` is this transaction's own.
+- A spend's `credits >= amount` condition is re-checked by PostgreSQL on the latest committed row after
+  waiting for the lock, so two spenders can never both pass on the same credits; the CHECK constraint on
+  the balance is the last line should any code path forget the condition.
+- Spends and refunds are unique per (kind, reference): a second refund of a generation fails on insert, and
+  its savepoint rolls back the balance change that came with it.
+- Every writer locks in the same order (generation row, then user row), so they cannot deadlock.
+"""
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from accounts.models import EntryKind, LedgerEntry, User
+
+ADJUSTMENT_KINDS = (EntryKind.BONUS, EntryKind.GRANT, EntryKind.ADJUSTMENT)
 
 
 class InsufficientCredits(Exception):
@@ -47,7 +60,7 @@ def spend(*, user, amount: int, reference: str, reason: str = "") -> LedgerEntry
     return entry
 
 
-def refund(*, user_id: int, amount: int, reference: str, reason: str = "") -> LedgerEntry | None:
+def refund(*, user_id: int, amount: int, reference: str, reason: str = "", actor=None) -> LedgerEntry | None:
     """Give back `amount` credits for `reference`, once. A second refund of the same reference does nothing
     and returns None (the unique constraint decides, so concurrent refunds are safe)."""
     if amount <= 0:
@@ -55,7 +68,12 @@ def refund(*, user_id: int, amount: int, reference: str, reason: str = "") -> Le
     try:
         with transaction.atomic():
             entry = _apply(
-                user_id=user_id, amount=amount, kind=EntryKind.REFUND, reason=reason, reference=reference
+                user_id=user_id,
+                amount=amount,
+                kind=EntryKind.REFUND,
+                actor=actor,
+                reason=reason,
+                reference=reference,
             )
     except IntegrityError:
         return None
@@ -66,6 +84,9 @@ def refund(*, user_id: int, amount: int, reference: str, reason: str = "") -> Le
 @transaction.atomic
 def adjust(*, user, amount: int, kind: str, actor=None, reason: str = "", reference: str = "") -> LedgerEntry:
     """Grant (positive) or deduct (negative) credits, for bonuses, admin grants and adjustments."""
+    if kind not in ADJUSTMENT_KINDS:
+        # Spends and refunds carry their uniqueness guarantee only through spend() and refund().
+        raise ValueError(f"Use spend() or refund() for {kind!r} entries.")
     if amount == 0:
         raise ValueError("An adjustment of zero credits changes nothing.")
     entry = _apply(user_id=user.pk, amount=amount, kind=kind, actor=actor, reason=reason, reference=reference)

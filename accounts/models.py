@@ -1,9 +1,15 @@
-"""Identity and money: users, workspaces and their members, and the credit ledger."""
+"""Identity and money: users, workspaces and their members, invitations, and the credit ledger."""
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.text import slugify
 
 
@@ -14,6 +20,8 @@ class User(AbstractUser):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(credits__gte=0), name="user_credits_not_negative")]
+        # Moving money is its own permission: staff who may edit users may not grant themselves credits.
+        permissions = [("adjust_credits", "Can grant or deduct credits, and refund generations")]
 
     def __str__(self) -> str:
         return self.username
@@ -83,6 +91,62 @@ class Membership(models.Model):
         return self.role == Role.OWNER
 
 
+class InvitationQuerySet(models.QuerySet):
+    def pending(self) -> "InvitationQuerySet":
+        return self.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class Invitation(models.Model):
+    """A single-use, expiring link that makes whoever opens it (logged in) a member with `role`.
+
+    Only a hash of the token is stored: the link in the email is the one place the token exists.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.EDITOR)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.workspace} ({self.role})"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def new(cls, *, workspace: Workspace, email: str, role: str, invited_by) -> tuple["Invitation", str]:
+        """An unsaved invitation and its token (the token is not kept anywhere else)."""
+        token = secrets.token_urlsafe(32)
+        invitation = cls(
+            workspace=workspace,
+            email=email,
+            role=role,
+            invited_by=invited_by,
+            token_hash=cls.hash_token(token),
+            expires_at=timezone.now() + timedelta(days=settings.INVITATION_VALID_DAYS),
+        )
+        return invitation, token
+
+    @property
+    def is_pending(self) -> bool:
+        return self.accepted_at is None and self.expires_at > timezone.now()
+
+
 class EntryKind(models.TextChoices):
     BONUS = "bonus", "Signup bonus"
     GRANT = "grant", "Grant"
@@ -125,3 +189,75 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount:+} for {self.user}"
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> "ApiKeyQuerySet":
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A key for the public API. Only a hash is stored: the key itself is shown once, when it is made."""
+
+    PREFIX = "sk-studio-"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=24, help_text="The start of the key, to recognise it in lists.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute; empty for the studio's default."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(secret: str) -> str:
+        # The secret is 256 random bits: a fast hash is enough, nothing to brute-force.
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, *, user, workspace: Workspace, name: str) -> tuple["ApiKey", str]:
+        """Make a key; return it and its secret, which is never stored and cannot be shown again."""
+        secret = cls.PREFIX + secrets.token_urlsafe(32)
+        prefix = secret[: len(cls.PREFIX) + 6]
+        key = cls.objects.create(
+            user=user, workspace=workspace, name=name, prefix=prefix, key_hash=cls.hash(secret)
+        )
+        return key, secret
+
+    @classmethod
+    def authenticate(cls, secret: str) -> "ApiKey | None":
+        return (
+            cls.objects.active().select_related("user", "workspace").filter(key_hash=cls.hash(secret)).first()
+        )
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret that signs this key's webhook deliveries: derived, so nothing more is stored."""
+        digest = hmac.new(settings.SECRET_KEY.encode(), f"webhook:{self.key_hash}".encode(), hashlib.sha256)
+        return "whsec_" + digest.hexdigest()[:48]
+
+    def revoke(self, *, by=None) -> None:
+        ApiKey.objects.filter(pk=self.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_by=by
+        )
+        self.refresh_from_db()

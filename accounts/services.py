@@ -1,8 +1,25 @@
+"""Work on identity and money that spans models: signup, workspaces, members, invitations, credits."""
+
+from datetime import timedelta
+
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
 
 from accounts import ledger
-from accounts.models import EntryKind, Membership, Role, User, Workspace
+from accounts.models import EntryKind, Invitation, LedgerEntry, Membership, Role, User, Workspace
+
+# Expired invitations are kept this long after expiry (so "this link has expired" stays explainable), then
+# deleted by the beat task.
+EXPIRED_INVITATION_RETENTION = timedelta(days=30)
+
+
+class WorkspaceError(Exception):
+    """A membership change that would break a rule; the message is shown to the person as is."""
 
 
 @transaction.atomic
@@ -34,3 +51,169 @@ def personal_workspace(user: User) -> Workspace:
         )
         Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
     return workspace
+
+
+# Workspaces and members
+
+
+@transaction.atomic
+def workspace_create(*, user: User, name: str) -> Membership:
+    """A team workspace with `user` as its owner."""
+    workspace = Workspace.objects.create(name=name, slug=Workspace.unique_slug(name), created_by=user)
+    return Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
+
+
+def _lock_workspace(workspace_id: int) -> Workspace:
+    # Every change of roles or members in a workspace takes this lock first, so two owners demoting each
+    # other at the same moment cannot both pass the "one owner remains" check.
+    return Workspace.objects.select_for_update().get(pk=workspace_id)
+
+
+def _require_owner(workspace: Workspace, actor: User) -> None:
+    if not Membership.objects.filter(workspace=workspace, user=actor, role=Role.OWNER).exists():
+        raise PermissionDenied("Only an owner can manage the members of this workspace.")
+
+
+def _other_owners(membership: Membership) -> int:
+    return (
+        Membership.objects.filter(workspace_id=membership.workspace_id, role=Role.OWNER)
+        .exclude(pk=membership.pk)
+        .count()
+    )
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, role: str, actor: User) -> Membership:
+    """An owner gives a member another role. The last owner keeps theirs."""
+    workspace = _lock_workspace(membership.workspace_id)
+    _require_owner(workspace, actor)
+    membership = Membership.objects.get(pk=membership.pk)
+    if role not in Role.values:
+        raise WorkspaceError("Choose owner, editor or viewer.")
+    if membership.role == Role.OWNER and role != Role.OWNER and not _other_owners(membership):
+        raise WorkspaceError(
+            f"{membership.user} is the last owner of {workspace}. Make someone else an owner first."
+        )
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: User) -> None:
+    """An owner removes a member (or themselves, which is leaving)."""
+    workspace = _lock_workspace(membership.workspace_id)
+    if membership.user_id != actor.pk:
+        _require_owner(workspace, actor)
+    membership = Membership.objects.select_related("user").get(pk=membership.pk)
+    if workspace.is_personal:
+        raise WorkspaceError("A personal workspace always keeps its owner.")
+    if membership.role == Role.OWNER and not _other_owners(membership):
+        raise WorkspaceError(
+            f"{membership.user} is the last owner of {workspace}. Make someone else an owner first."
+        )
+    membership.delete()
+
+
+def workspace_leave(*, membership: Membership) -> None:
+    membership_remove(membership=membership, actor=membership.user)
+
+
+# Invitations
+
+
+def invitation_create(*, workspace: Workspace, email: str, role: str, invited_by: User) -> Invitation:
+    """Invite `email` into a team workspace and send the link. An earlier pending invitation to the same
+    address is replaced, so only the newest link works."""
+    email = email.strip().lower()
+    with transaction.atomic():
+        workspace = _lock_workspace(workspace.pk)
+        _require_owner(workspace, invited_by)
+        if workspace.is_personal:
+            raise WorkspaceError(
+                "A personal workspace is yours alone. Create a team workspace to invite people."
+            )
+        if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
+            raise WorkspaceError(f"{email} is already a member of {workspace}.")
+        Invitation.objects.pending().filter(workspace=workspace, email__iexact=email).delete()
+        invitation, token = Invitation.new(workspace=workspace, email=email, role=role, invited_by=invited_by)
+        invitation.save()
+        transaction.on_commit(lambda: _send_invitation(invitation, token))
+    return invitation
+
+
+def invitation_url(token: str) -> str:
+    return settings.SITE_URL.rstrip("/") + reverse("accounts:invitation", args=[token])
+
+
+def _send_invitation(invitation: Invitation, token: str) -> None:
+    context = {
+        "invitation": invitation,
+        "url": invitation_url(token),
+        "inviter": invitation.invited_by,
+        "valid_days": settings.INVITATION_VALID_DAYS,
+    }
+    send_mail(
+        subject=f"You are invited to {invitation.workspace} on Studio",
+        message=render_to_string("accounts/invitation_email.txt", context),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+
+
+def invitation_for_token(token: str) -> Invitation | None:
+    """The invitation a link points to, whatever its state, or None for a made-up token."""
+    return (
+        Invitation.objects.select_related("workspace", "invited_by")
+        .filter(token_hash=Invitation.hash_token(token))
+        .first()
+    )
+
+
+@transaction.atomic
+def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
+    """Make `user` a member with the invited role and use the invitation up.
+
+    The link is the credential: any logged-in account that holds it may accept, whatever address it was
+    sent to (emails are not verified at signup, so matching them would only look like security). An
+    existing member keeps their role and leaves the invitation unused for the person it was meant for.
+    """
+    if existing := Membership.objects.filter(workspace_id=invitation.workspace_id, user=user).first():
+        raise WorkspaceError(
+            f"You are already a member of {invitation.workspace} ({existing.get_role_display()})."
+        )
+    now = timezone.now()
+    # Conditional, so two clicks (or two people) racing on one link: only one of them gets in.
+    used = Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True, expires_at__gt=now).update(
+        accepted_at=now, accepted_by=user
+    )
+    if not used:
+        raise WorkspaceError("This invitation has expired or was already used. Ask for a new one.")
+    return Membership.objects.create(workspace_id=invitation.workspace_id, user=user, role=invitation.role)
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation, actor: User) -> None:
+    _require_owner(invitation.workspace, actor)
+    Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).delete()
+
+
+def invitations_purge_expired() -> int:
+    """Delete invitations that were never used and expired a while ago."""
+    cutoff = timezone.now() - EXPIRED_INVITATION_RETENTION
+    deleted, _ = Invitation.objects.filter(accepted_at__isnull=True, expires_at__lt=cutoff).delete()
+    return deleted
+
+
+# Credits
+
+
+def credits_grant_or_deduct(
+    *, user: User, amount: int, reason: str, actor: User | None = None
+) -> LedgerEntry:
+    """An admin's change of a balance: a grant when positive, an adjustment when negative. Raises
+    ledger.InsufficientCredits, changing nothing, when a deduction is more than the balance."""
+    if not reason.strip():
+        raise ValueError("Say why the balance changes.")
+    kind = EntryKind.GRANT if amount > 0 else EntryKind.ADJUSTMENT
+    return ledger.adjust(user=user, amount=amount, kind=kind, actor=actor, reason=reason.strip())

@@ -43,3 +43,15 @@ def publish_generation_changed(generation) -> None:
                 )
 
     async_to_sync(send_all)()
+    if generation.callback_url and not generation.is_active:
+        _notify_callback(generation)
+
+
+def _notify_callback(generation) -> None:
+    """An API task ended: its client asked to be told, by webhook (delivered and retried by a worker)."""
+    from studio.tasks import deliver_webhook
+
+    try:
+        deliver_webhook.delay(str(generation.pk))
+    except Exception:
+        logger.exception("could not enqueue the webhook of generation %s", generation.pk)

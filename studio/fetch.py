@@ -46,6 +46,15 @@ def _public_address(host: str, port: int) -> str:
     return addresses[0]
 
 
+def check_url(url: str) -> None:
+    """Refuse, before anything is charged, a URL that could never be fetched: a wrong scheme, or a host that
+    resolves to a private address. (The fetch checks again, every hop, when it happens.)"""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchRefused("Only http and https image URLs can be fetched.")
+    _public_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+
 def fetch_image(
     url: str, *, limits: Limits = Limits(), transport: httpx.BaseTransport | None = None
 ) -> CheckedImage:

@@ -1,6 +1,7 @@
 from django import forms
 
 from studio import spec as spec_module
+from studio.models import Project
 from studio.spec import GenerationSpec, SpecError
 
 
@@ -39,7 +40,22 @@ class ComposerForm(forms.Form):
     output_format = forms.ChoiceField(
         label="Format", choices=[(f, f.upper()) for f in spec_module.OUTPUT_FORMATS], initial="png"
     )
+    # Open projects of the current workspace; none chosen means the default project.
+    project = forms.ModelChoiceField(
+        label="Project", queryset=Project.objects.none(), required=False, empty_label=None
+    )
     idempotency_key = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+
+    def __init__(self, *args, workspace=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if workspace is not None:
+            default = Project.default_for(workspace)
+            self.fields["project"].queryset = Project.objects.filter(
+                workspace=workspace, archived_at__isnull=True
+            )
+            self.fields["project"].initial = default.pk
+        else:
+            del self.fields["project"]
 
     def clean(self):
         cleaned = super().clean()
@@ -58,3 +74,25 @@ class ComposerForm(forms.Form):
             for name, message in error.errors.items():
                 self.add_error(name if name in self.fields else None, message)
         return cleaned
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
+
+    def __init__(self, *args, workspace, project: Project | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+        self.project = project
+        if project is not None:
+            self.fields["name"].initial = project.name
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the project a name.")
+        others = Project.objects.filter(workspace=self.workspace, name__iexact=name)
+        if self.project is not None:
+            others = others.exclude(pk=self.project.pk)
+        if others.exists():
+            raise forms.ValidationError("This workspace has a project with that name.")
+        return name

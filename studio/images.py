@@ -66,3 +66,14 @@ def thumbnail(data: bytes, *, edge: int = THUMBNAIL_EDGE) -> bytes:
         buffer = io.BytesIO()
         image.convert("RGBA" if "A" in image.getbands() else "RGB").save(buffer, "WEBP", quality=82, method=4)
         return buffer.getvalue()
+
+
+def check_mask(mask: CheckedImage, first: CheckedImage) -> None:
+    """A mask is a PNG with an alpha channel, the size of the first image (transparent = where to edit)."""
+    if mask.format != "png" or not mask.has_alpha:
+        raise ImageProblem("The mask must be a PNG with transparency (an alpha channel).")
+    if (mask.width, mask.height) != (first.width, first.height):
+        raise ImageProblem(
+            f"The mask is {mask.width}x{mask.height} but the image is {first.width}x{first.height}: "
+            "they must be the same size."
+        )

@@ -4,11 +4,13 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.models import ApiKey, Workspace
+from studio import spec as spec_module
 from studio.spec import GenerationSpec
 
 
@@ -37,6 +39,40 @@ class Project(models.Model):
         )
         return project
 
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+
+class PriceRule(models.Model):
+    """A per-image price set in the admin. It wins over CREDIT_PRICES from the settings; a rule without a
+    quality covers every quality of its tier that has no rule of its own."""
+
+    tier = models.CharField(max_length=4, choices=[(tier, tier) for tier in spec_module.RESOLUTIONS])
+    # Empty (not NULL, as Django keeps strings) means every quality of the tier without a rule of its own.
+    quality = models.CharField(
+        max_length=10,
+        choices=[(quality, quality.capitalize()) for quality in spec_module.QUALITIES],
+        blank=True,
+        help_text="Leave empty for every quality of this tier.",
+    )
+    # At least one: a generation is always a spend in the ledger.
+    credits = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="Credits per image.")
+
+    class Meta:
+        ordering = ["tier", "quality"]
+        constraints = [
+            models.UniqueConstraint(fields=["tier", "quality"], name="price_rule_one_per_tier_and_quality"),
+            models.CheckConstraint(condition=Q(credits__gte=1), name="price_rule_credits_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.credits}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.tier}:{self.quality}" if self.quality else self.tier
+
 
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -50,8 +86,14 @@ ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 
 
 class Source(models.TextChoices):
+    """Where a generation was asked for: the pages, or a dialect of the public API."""
+
     PAGE = "page", "Studio"
-    API = "api", "API"
+    API = "api", "API (OpenAI Images)"
+    TASKS = "tasks", "API (tasks)"
+    SJINN = "sjinn", "API (sjinn dialect)"
+    SINANCODE = "sinancode", "API (sinancode dialect)"
+    GIVON = "givon", "API (givon dialect)"
 
 
 class GenerationQuerySet(models.QuerySet):
@@ -65,7 +107,12 @@ class Generation(models.Model):
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="generations")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generations")
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.PAGE)
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="generations"
+    )
     idempotency_key = models.CharField(max_length=100, blank=True)
+    # Where to POST the final status of an API task (signed; see studio.webhooks).
+    callback_url = models.URLField(max_length=2000, blank=True)
 
     prompt = models.TextField()
     spec = models.JSONField()
@@ -190,8 +237,10 @@ class GenerationInput(models.Model):
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="inputs")
     role = models.CharField(max_length=10, choices=InputRole.choices)
     position = models.PositiveSmallIntegerField(default=0)
-    file = models.FileField(upload_to="inputs/%Y/%m/")
-    content_type = models.CharField(max_length=30)
+    # Empty until fetched when the client gave a URL (the worker fetches it, safely, before generating).
+    file = models.FileField(upload_to="inputs/%Y/%m/", blank=True)
+    url = models.URLField(max_length=2000, blank=True)
+    content_type = models.CharField(max_length=30, blank=True)
     # Set when the input was picked from the gallery, for lineage.
     source_image = models.ForeignKey(
         Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="uses"
@@ -202,3 +251,24 @@ class GenerationInput(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_role_display()} {self.position} of {self.generation_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to POST a finished task's status to its callback URL."""
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    url = models.URLField(max_length=2000)
+    attempt = models.PositiveSmallIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    succeeded = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["generation", "attempt"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        outcome = "delivered" if self.succeeded else f"failed ({self.status_code or self.error})"
+        return f"Webhook {self.attempt} for {self.generation_id}: {outcome}"

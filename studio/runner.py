@@ -2,34 +2,70 @@
 store the results, retry what may pass, and fail (with a refund) what will not.
 
 No database connection is held while the upstream works: a worker thread may wait minutes for an image, and
-a hundred of them must not pin a hundred connections.
+a hundred of them must not pin a hundred connections. Every write is brief, and the connection is handed
+back right after it (`_release_connection`), before the provider is asked for its next event.
+
+Who owns a generation: the runner that claimed it. A claim is a conditional update (queued to running, or,
+for a task redelivered after its worker died, running with a silent heartbeat to running again) that sets
+`started_at` anew, and every later write of the runner is conditional on the row still being running with
+that `started_at`. So a canceled generation, one failed by the sweeper, or one claimed again by another
+worker stops its old runner at its next write (`Canceled`), and at most one runner ever completes it.
+
+The heartbeat is written when each attempt starts and with each partial image, so a live runner is silent
+for at most one upstream wait (the read timeout, OPENAI_TIMEOUT_4K_SECONDS at most) plus a retry backoff.
+GENERATION_STALE_SECONDS (600 s by default) must stay above that, or the sweeper fails live generations.
 """
 
+import contextlib
+import dataclasses
 import json
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from studio import images as image_files
 from studio.events import publish_generation_changed
+from studio.fetch import FetchRefused, fetch_image
 from studio.models import Generation, Image, InputRole, Status
-from studio.providers import Completed, InputImage, PartialImage, ProviderError, get_provider
+from studio.providers import (
+    Completed,
+    InputImage,
+    PartialImage,
+    Provider,
+    ProviderError,
+    Transient,
+    get_provider,
+)
+from studio.providers.base import FinalImage
 from studio.services import generation_fail
+from studio.spec import GenerationSpec
 
 logger = logging.getLogger("studio.runner")
 
 UNEXPECTED_ERROR = "Something went wrong on our side while making this image. Your credits were refunded."
+STALLED_ERROR = "The worker making this image stopped responding. Your credits were refunded."
+NEVER_STARTED_ERROR = "No worker picked up this generation in time. Your credits were refunded."
+DAMAGED_IMAGE_ERROR = "The image service sent a damaged image."
 
 
 class Canceled(Exception):
-    """The generation stopped being ours (canceled, or failed by the sweeper) while we worked."""
+    """The generation stopped being ours (canceled, failed by the sweeper, claimed again) while we worked."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    """A final image, checked and thumbnailed before any transaction is opened."""
+
+    final: FinalImage
+    image: image_files.CheckedImage
+    thumbnail: bytes
 
 
 def _release_connection() -> None:
@@ -38,36 +74,88 @@ def _release_connection() -> None:
         connection.close()
 
 
+def _silent(since: datetime) -> Q:
+    """Running generations whose runner has not been heard from since `since`."""
+    return Q(status=Status.RUNNING) & (Q(heartbeat_at__lt=since) | Q(heartbeat_at__isnull=True))
+
+
+def _mine(generation: Generation) -> QuerySet:
+    """The generation's row, if this runner still owns it (see the module docstring)."""
+    return Generation.objects.filter(
+        pk=generation.pk, status=Status.RUNNING, started_at=generation.started_at
+    )
+
+
 def run_generation(generation_id: str) -> None:
     close_old_connections()
-    generation = Generation.objects.filter(pk=generation_id).first()
-    if generation is None:
-        logger.warning("generation %s does not exist", generation_id)
-        return
-    if not generation.transition(from_statuses=(Status.QUEUED,), to=Status.RUNNING, stage="Starting"):
-        logger.info("generation %s is %s, not queued: nothing to do", generation_id, generation.status)
-        return
-    publish_generation_changed(generation)
     try:
-        spec = generation.generation_spec
-        references, mask = _load_inputs(generation)
-        provider = get_provider(generation.provider)
-        _run_attempts(generation, provider, spec, references, mask)
-    except Canceled:
-        logger.info("generation %s was stopped while running", generation_id)
-    except Exception:
-        logger.exception("generation %s failed unexpectedly", generation_id)
-        generation_fail(generation, message=UNEXPECTED_ERROR, code="internal_error")
+        generation = Generation.objects.filter(pk=generation_id).first()
+        if generation is None:
+            logger.warning("generation %s does not exist", generation_id)
+            return
+        claim = _claim(generation)
+        if claim is None:
+            logger.info("generation %s is %s: nothing to do", generation_id, generation.status)
+            return
+        if claim == "reclaimed":
+            logger.warning("generation %s: its worker went silent; running it again", generation_id)
+        try:
+            spec = generation.generation_spec
+            references, mask = _load_inputs(generation)
+            _release_connection()
+            publish_generation_changed(generation)
+            provider = get_provider(generation.provider)
+            _run_attempts(generation, provider, spec, references, mask)
+        except Canceled:
+            logger.info("generation %s was stopped while running", generation_id)
+        except FetchRefused as error:
+            with contextlib.suppress(Canceled):
+                _fail(generation, message=f"An input image could not be used: {error}", code="input_refused")
+        except Exception:
+            logger.exception("generation %s failed unexpectedly", generation_id)
+            with contextlib.suppress(Canceled):
+                _fail(generation, message=UNEXPECTED_ERROR, code="internal_error")
     finally:
         _release_connection()
+
+
+def _claim(generation: Generation) -> str | None:
+    """Take the generation: "claimed" when it was queued, "reclaimed" when its runner went silent, else None.
+
+    A task is acknowledged only when it ends (acks_late), so a worker killed mid-generation leaves it to be
+    delivered again, with the row still running. If the old runner has been silent past the stale deadline,
+    this delivery takes it over and draws it again: the author gets the image they paid for (one spend,
+    nothing charged again) instead of a failure. The same heartbeat condition keeps the sweeper and this
+    claim from both winning, and a live runner (its heartbeat fresh) from being taken over.
+    """
+    if generation.transition(from_statuses=(Status.QUEUED,), to=Status.RUNNING, stage="Starting"):
+        return "claimed"
+    now = timezone.now()
+    silent_since = now - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
+    reclaimed = Generation.objects.filter(_silent(silent_since), pk=generation.pk).update(
+        started_at=now, heartbeat_at=now, stage="Starting again", seq=F("seq") + 1
+    )
+    generation.refresh_from_db()
+    return "reclaimed" if reclaimed else None
 
 
 def _load_inputs(generation: Generation) -> tuple[list[InputImage], InputImage | None]:
     references: list[InputImage] = []
     mask = None
     for item in generation.inputs.all():
-        with item.file.open("rb") as handle:
-            data = handle.read()
+        if item.url and not item.file:
+            # An image the client gave by URL: fetched here, in the worker, with the SSRF guard and limits,
+            # and kept with the generation for its lineage.
+            _release_connection()
+            checked = fetch_image(item.url)
+            item.content_type = checked.content_type
+            item.file.save(
+                f"{generation.pk}-{item.role}-{item.position}.{checked.format}", ContentFile(checked.data)
+            )
+            data = checked.data
+        else:
+            with item.file.open("rb") as handle:
+                data = handle.read()
         extension = item.content_type.split("/")[-1]
         image = InputImage(
             data=data, filename=f"{item.role}-{item.position}.{extension}", content_type=item.content_type
@@ -79,64 +167,121 @@ def _load_inputs(generation: Generation) -> tuple[list[InputImage], InputImage |
     return references, mask
 
 
-def _run_attempts(generation, provider, spec, references, mask) -> None:
+def _run_attempts(
+    generation: Generation,
+    provider: Provider,
+    spec: GenerationSpec,
+    references: list[InputImage],
+    mask: InputImage | None,
+) -> None:
     max_attempts = 1 + settings.GENERATION_MAX_RETRIES
     for attempt in range(1, max_attempts + 1):
         _update(generation, attempts=attempt, stage="Waiting for the image model")
         started = time.monotonic()
-        outcome, error = "succeeded", None
+        outcome, error, result = "error", None, None
         try:
-            for event in provider.generate(spec, images=references, mask=mask):
-                if isinstance(event, PartialImage):
-                    _store_partial(generation, event)
-                elif isinstance(event, Completed):
-                    _complete(generation, event, latency=time.monotonic() - started)
-                    return
-            raise RuntimeError("the provider ended without a result")
+            result = _draw(generation, provider, spec, references, mask)
+            latency = time.monotonic() - started
+            _complete(generation, result, _check(result), latency=latency)
+            outcome = "succeeded"
         except ProviderError as provider_error:
             error = provider_error
             outcome = "retrying" if provider_error.retryable and attempt < max_attempts else "failed"
+        except Canceled:
+            outcome = "canceled"
+            raise
         finally:
-            _log_attempt(generation, provider, attempt, started, outcome, error)
+            _log_attempt(generation, provider, attempt, started, outcome, error, result)
+        if outcome == "succeeded":
+            return
         if outcome == "failed":
-            generation_fail(generation, message=error.message, code=error.code or "upstream_error")
+            _fail(generation, message=error.message, code=error.code or "upstream_error")
             return
         _update(generation, stage=f"Retrying after a temporary problem ({attempt} of {max_attempts - 1})")
-        _release_connection()
         time.sleep(settings.GENERATION_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
 
 
-def _log_attempt(generation, provider, attempt: int, started: float, outcome: str, error) -> None:
-    generation.refresh_from_db(fields=["usage", "upstream_request_id", "result_size"])
-    logger.info(
-        json.dumps(
-            {
-                "event": "generation_attempt",
-                "generation": str(generation.pk),
-                "provider": provider.name,
-                "attempt": attempt,
-                "outcome": outcome,
-                "latency_ms": round((time.monotonic() - started) * 1000),
-                "request_id": getattr(error, "request_id", "") or generation.upstream_request_id,
-                "error_code": getattr(error, "code", ""),
-                "status": getattr(error, "status", None),
-                "size": generation.result_size,
-                "usage": generation.usage,
-            }
+def _draw(
+    generation: Generation,
+    provider: Provider,
+    spec: GenerationSpec,
+    references: list[InputImage],
+    mask: InputImage | None,
+) -> Completed:
+    """Store partial images as they come; return the provider's result. No connection is held meanwhile."""
+    events = provider.generate(spec, images=references, mask=mask)
+    try:
+        for event in events:
+            if isinstance(event, PartialImage):
+                _store_partial(generation, event)
+            elif isinstance(event, Completed):
+                return event
+    finally:
+        # When we stop early (canceled), close the provider's stream at once, not when it is collected.
+        if close := getattr(events, "close", None):
+            close()
+    raise RuntimeError("the provider ended without a result")
+
+
+def _check(result: Completed) -> list[_Checked]:
+    """Check and thumbnail the final images, outside any transaction (it takes a while for large images)."""
+    if not result.images:
+        raise Transient(
+            "The image service answered without an image. Try again.",
+            code="no_image",
+            request_id=result.request_id,
         )
-    )
+    checked = []
+    for final in result.images:
+        try:
+            image = image_files.check_image(final.data, max_bytes=1 << 31)
+        except image_files.ImageProblem as problem:
+            raise Transient(
+                DAMAGED_IMAGE_ERROR, code="invalid_image", request_id=result.request_id
+            ) from problem
+        checked.append(_Checked(final=final, image=image, thumbnail=image_files.thumbnail(final.data)))
+    return checked
+
+
+def _log_attempt(
+    generation: Generation,
+    provider: Provider,
+    attempt: int,
+    started: float,
+    outcome: str,
+    error: ProviderError | None,
+    result: Completed | None,
+) -> None:
+    """One structured line per attempt, from what the attempt returned (no database read)."""
+    record = {
+        "event": "generation_attempt",
+        "generation": str(generation.pk),
+        "provider": provider.name,
+        "attempt": attempt,
+        "outcome": outcome,
+        "latency_ms": round((time.monotonic() - started) * 1000),
+        "request_id": (error.request_id if error else "") or (result.request_id if result else ""),
+        "error_code": error.code if error else "",
+        "status": error.status if error else None,
+        "error": error.message if error else "",
+        "size": result.size if result else "",
+        "quality": result.quality if result else "",
+        "output_format": result.output_format if result else "",
+        "usage": dataclasses.asdict(result.usage) if result and result.usage else None,
+    }
+    level = logging.WARNING if outcome in ("failed", "error") else logging.INFO
+    logger.log(level, json.dumps(record))
 
 
 def _update(generation: Generation, **changes) -> None:
-    """Record progress, unless the generation stopped being ours meanwhile."""
-    updated = Generation.objects.filter(pk=generation.pk, status=Status.RUNNING).update(
-        heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes
-    )
-    generation.refresh_from_db()
+    """Record progress, unless the generation stopped being ours meanwhile (then raise Canceled)."""
+    updated = _mine(generation).update(heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes)
     if not updated:
+        _release_connection()
         raise Canceled
-    publish_generation_changed(generation)
+    generation.refresh_from_db()
     _release_connection()
+    publish_generation_changed(generation)
 
 
 def _store_partial(generation: Generation, event: PartialImage) -> None:
@@ -154,35 +299,43 @@ def _store_partial(generation: Generation, event: PartialImage) -> None:
         default_storage.delete(previous)
 
 
-def _complete(generation: Generation, result: Completed, *, latency: float) -> None:
+def _complete(generation: Generation, result: Completed, checked: list[_Checked], *, latency: float) -> None:
+    """Store the images and mark the generation succeeded, if it is still ours; else delete what was stored.
+
+    Files are written before the transaction, which stays short: a few inserts and one update.
+    """
     saved: list[str] = []
     try:
+        images = []
+        for index, item in enumerate(checked):
+            image = Image(
+                generation=generation,
+                workspace_id=generation.workspace_id,
+                index=index,
+                width=item.image.width,
+                height=item.image.height,
+                format=item.image.format,
+                bytes=len(item.final.data),
+            )
+            stem = f"{generation.pk}-{index}"
+            image.file.save(f"{stem}.{item.image.format}", ContentFile(item.final.data), save=False)
+            saved.append(image.file.name)
+            image.thumbnail.save(f"{stem}.webp", ContentFile(item.thumbnail), save=False)
+            saved.append(image.thumbnail.name)
+            images.append(image)
+        usage = result.usage
         with transaction.atomic():
-            for index, final in enumerate(result.images):
-                checked = image_files.check_image(final.data)
-                image = Image(
-                    generation=generation,
-                    workspace_id=generation.workspace_id,
-                    index=index,
-                    width=checked.width,
-                    height=checked.height,
-                    format=checked.format,
-                    bytes=len(final.data),
-                )
-                stem = f"{generation.pk}-{index}"
-                image.file.save(f"{stem}.{checked.format}", ContentFile(final.data), save=False)
-                image.thumbnail.save(
-                    f"{stem}.webp", ContentFile(image_files.thumbnail(final.data)), save=False
-                )
-                saved += [image.file.name, image.thumbnail.name]
+            # Lock the row, so nobody cancels or fails it between this check and the transition.
+            if not _mine(generation).select_for_update().exists():
+                raise Canceled
+            for image in images:
                 image.save()
-            usage = result.usage
             won = generation.transition(
                 from_statuses=(Status.RUNNING,),
                 to=Status.SUCCEEDED,
                 stage="",
                 revised_prompt=next(
-                    (image.revised_prompt for image in result.images if image.revised_prompt), ""
+                    (final.revised_prompt for final in result.images if final.revised_prompt), ""
                 ),
                 usage=(
                     {
@@ -202,30 +355,50 @@ def _complete(generation: Generation, result: Completed, *, latency: float) -> N
             )
             if not won:
                 raise Canceled
-    except Exception:
+    except BaseException:
         for name in saved:
             default_storage.delete(name)
         raise
+    finally:
+        _release_connection()
+    publish_generation_changed(generation)
+
+
+def _fail(generation: Generation, *, message: str, code: str) -> None:
+    """Fail and refund the generation if it is still ours; raise Canceled if it is not."""
+    with transaction.atomic():
+        if not _mine(generation).select_for_update().exists():
+            raise Canceled
+        generation_fail(generation, message=message, code=code)
+    _release_connection()
+    # generation_fail published inside this transaction; say it again now that the change is visible.
     publish_generation_changed(generation)
 
 
 def sweep_stuck_generations() -> int:
-    """Fail and refund generations whose worker went silent (killed, lost) past the deadline."""
+    """Fail and refund generations whose worker went silent (killed, lost) or that no worker ever started.
+
+    Each is failed under a row lock after checking again that it is still stuck, so a runner that speaks up
+    (or claims it again) meanwhile keeps it. Run twice, it refunds once: only one actor wins a transition.
+    """
     now = timezone.now()
-    silent_since = now - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
-    queued_since = now - timedelta(seconds=settings.GENERATION_QUEUED_MAX_SECONDS)
-    stuck = Generation.objects.filter(
-        Q(status=Status.RUNNING, heartbeat_at__lt=silent_since)
-        | Q(status=Status.QUEUED, created_at__lt=queued_since)
+    silent = _silent(now - timedelta(seconds=settings.GENERATION_STALE_SECONDS))
+    never_started = Q(
+        status=Status.QUEUED, created_at__lt=now - timedelta(seconds=settings.GENERATION_QUEUED_MAX_SECONDS)
     )
     count = 0
-    for generation in stuck:
-        if generation_fail(
-            generation,
-            message="This generation stopped responding and was canceled. Your credits were refunded.",
-            code="timeout",
-        ):
+    for pk in Generation.objects.filter(silent | never_started).values_list("pk", flat=True):
+        with transaction.atomic():
+            generation = Generation.objects.select_for_update().filter(silent | never_started, pk=pk).first()
+            won = generation is not None and generation_fail(
+                generation,
+                message=STALLED_ERROR if generation.status == Status.RUNNING else NEVER_STARTED_ERROR,
+                code="timeout",
+            )
+        if won:
+            publish_generation_changed(generation)
             count += 1
+    _release_connection()
     if count:
         logger.warning("swept %s stuck generations", count)
     return count

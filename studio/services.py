@@ -1,4 +1,5 @@
-"""Work that spans models: submit and cancel generations. Tasks are enqueued on commit."""
+"""Work that spans models: submit, cancel and refund generations; manage projects. Tasks are enqueued on
+commit."""
 
 import logging
 from dataclasses import dataclass
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts import ledger
 from accounts.models import Membership
@@ -29,10 +31,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SubmittedImage:
-    """An input image: checked bytes, and the gallery image it came from, if any."""
+    """An input image: checked bytes (and the gallery image they came from, if any), or a public URL that
+    the worker fetches before generating."""
 
-    image: CheckedImage
+    image: CheckedImage | None = None
     source_image: Image | None = None
+    url: str = ""
 
 
 def generation_submit(
@@ -45,6 +49,8 @@ def generation_submit(
     idempotency_key: str = "",
     source: str = Source.PAGE,
     provider: str | None = None,
+    api_key=None,
+    callback_url: str = "",
 ) -> Generation:
     """Create a queued generation and pay for it in one transaction; enqueue its task on commit.
 
@@ -61,6 +67,8 @@ def generation_submit(
     project = project or Project.default_for(workspace)
     if project.workspace_id != workspace.pk:
         raise PermissionDenied("That project belongs to another workspace.")
+    if project.is_archived:
+        raise PermissionDenied(f"The project {project} is archived. Restore it to add images to it.")
     cost = pricing.price(spec)
     try:
         with transaction.atomic():
@@ -69,6 +77,8 @@ def generation_submit(
                 project=project,
                 author=user,
                 source=source,
+                api_key=api_key,
+                callback_url=callback_url,
                 idempotency_key=idempotency_key,
                 prompt=spec.prompt,
                 spec=spec.to_dict(),
@@ -98,9 +108,13 @@ def _store_input(generation: Generation, submitted: SubmittedImage, role: str, p
         generation=generation,
         role=role,
         position=position,
-        content_type=submitted.image.content_type,
         source_image=submitted.source_image,
+        url=submitted.url,
     )
+    if submitted.image is None:
+        item.save()  # fetched by the worker
+        return
+    item.content_type = submitted.image.content_type
     item.file.save(
         f"{generation.pk}-{role}-{position}.{submitted.image.format}", ContentFile(submitted.image.data)
     )
@@ -149,7 +163,7 @@ def generation_cancel(generation: Generation, *, membership: Membership) -> bool
     return won
 
 
-def generation_refund(generation: Generation, *, reason: str) -> bool:
+def generation_refund(generation: Generation, *, reason: str, actor=None) -> bool:
     """Refund a failed or canceled generation if it has not been refunded yet (admin action). Idempotent."""
     if generation.status not in (Status.FAILED, Status.CANCELED):
         return False
@@ -158,5 +172,54 @@ def generation_refund(generation: Generation, *, reason: str) -> bool:
         amount=generation.cost,
         reference=generation.ledger_reference,
         reason=reason,
+        actor=actor,
     )
     return entry is not None
+
+
+# Projects
+
+
+class ProjectError(Exception):
+    """A project change that breaks a rule; the message is shown as is."""
+
+
+def _require_writer(membership: Membership) -> None:
+    if not membership.can_write:
+        raise PermissionDenied("Viewers cannot change the projects of this workspace.")
+
+
+@transaction.atomic
+def project_create(*, membership: Membership, name: str) -> Project:
+    _require_writer(membership)
+    Project.default_for(membership.workspace)  # the first project made by hand is never the only one
+    return Project.objects.create(workspace=membership.workspace, name=name)
+
+
+@transaction.atomic
+def project_rename(*, project: Project, membership: Membership, name: str) -> Project:
+    _require_writer(membership)
+    project.name = name
+    project.save(update_fields=["name"])
+    return project
+
+
+@transaction.atomic
+def project_archive(*, project: Project, membership: Membership) -> Project:
+    """Hide a project from the composer; its images stay in the gallery."""
+    _require_writer(membership)
+    if project.is_default:
+        raise ProjectError(
+            f"{project} is the default project, where images go when none is chosen. It stays open."
+        )
+    project.archived_at = project.archived_at or timezone.now()
+    project.save(update_fields=["archived_at"])
+    return project
+
+
+@transaction.atomic
+def project_restore(*, project: Project, membership: Membership) -> Project:
+    _require_writer(membership)
+    project.archived_at = None
+    project.save(update_fields=["archived_at"])
+    return project

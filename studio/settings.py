@@ -113,19 +113,22 @@ TEMPLATES = [
 
 # Database: SQLite in the data directory unless DATABASE_URL names a server.
 DATABASE_URL = envstr("DATABASE_URL")
+SQLITE_OPTIONS = {
+    # Workers write from many threads: wait for the lock instead of failing, and take it up front.
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))}
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "studio.sqlite3",
-            # Workers write from many threads: wait for the lock instead of failing, and take it up front.
-            "OPTIONS": {
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
             # A file, not memory, so worker threads in pipeline tests see the same database.
             # One per process, so two test runs side by side never share it.
             "TEST": {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")},
@@ -148,6 +151,7 @@ def _celery_broker_url(redis_url: str) -> str:
 
 
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or _celery_broker_url(REDIS_URL)
+CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
@@ -237,6 +241,8 @@ X_FRAME_OPTIONS = "DENY"
 
 # Money and generation.
 SIGNUP_BONUS_CREDITS = envint("SIGNUP_BONUS_CREDITS", 1000)
+# Days an invitation link stays valid; unused expired invitations are deleted a month after they expire.
+INVITATION_VALID_DAYS = 7
 CREDITS_PER_IMAGE = envint("CREDITS_PER_IMAGE", 100)
 
 # Which upstream draws the images: "openai" when a key is configured, else the offline "local" engine.
@@ -257,6 +263,10 @@ GENERATION_QUEUED_MAX_SECONDS = envint("GENERATION_QUEUED_MAX_SECONDS", 3600)
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-generations": {"task": "studio.tasks.sweep_stuck_generations", "schedule": 60.0},
+    "purge-expired-invitations": {
+        "task": "accounts.tasks.purge_expired_invitations",
+        "schedule": 24 * 3600.0,
+    },
 }
 
 LOGGING = {
@@ -275,3 +285,13 @@ CREDIT_PRICES = {
     for key, _, value in (item.partition("=") for item in envlist("CREDIT_PRICES", ""))
     if value.strip()
 }
+
+# The public API.
+API_RATE_LIMIT_PER_MINUTE = envint("API_RATE_LIMIT_PER_MINUTE", 60)
+API_IMAGE_URL_TTL_SECONDS = envint("API_IMAGE_URL_TTL_SECONDS", 3600)
+# Webhooks of API tasks: timeout per delivery, attempts, and the first backoff (doubling each retry).
+WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 10)
+WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 5)
+WEBHOOK_RETRY_BACKOFF_SECONDS = envfloat("WEBHOOK_RETRY_BACKOFF_SECONDS", 10)
+# Callbacks to private addresses are refused (server-side request forgery); allow them only for local testing.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = envbool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)

@@ -10,6 +10,12 @@ studio_patterns = [
     path("generations/<uuid:generation_id>/", views.generation_card, name="generation-card"),
     path("generations/<uuid:generation_id>/cancel/", views.cancel, name="generation-cancel"),
     path("generations/<uuid:generation_id>/partial/", views.partial_image, name="generation-partial"),
+    # Projects
+    path("workspaces/<slug:slug>/projects/", views.project_list, name="project-list"),
+    path("workspaces/<slug:slug>/projects/new/", views.project_new, name="project-new"),
+    path("projects/<int:project_id>/edit/", views.project_edit, name="project-edit"),
+    path("projects/<int:project_id>/archive/", views.project_archive_view, name="project-archive"),
+    path("projects/<int:project_id>/restore/", views.project_restore_view, name="project-restore"),
     # Images (private: every view checks workspace membership)
     path("images/<uuid:image_id>/", views.image_file, name="image-file"),
     path("images/<uuid:image_id>/thumbnail/", views.image_thumbnail, name="image-thumbnail"),
@@ -17,8 +23,10 @@ studio_patterns = [
 
 urlpatterns = [
     path("", include((studio_patterns, "studio"))),
-    path("accounts/", include("accounts.urls")),
+    path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    # The public API
+    path("", include("studio.api.urls")),
     # Health
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -1,19 +1,30 @@
 import json
 import logging
 
-from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
+from accounts.access import get_membership_for_user, get_writer_membership_for_user
 from accounts.ledger import InsufficientCredits
+from accounts.models import Membership
 from studio import pricing
-from studio.forms import ComposerForm
-from studio.models import Generation, Image
-from studio.services import generation_cancel, generation_submit
+from studio.forms import ComposerForm, ProjectForm
+from studio.models import Generation, Image, Project
+from studio.services import (
+    ProjectError,
+    generation_cancel,
+    generation_submit,
+    project_archive,
+    project_create,
+    project_rename,
+    project_restore,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,38 +45,67 @@ def _get_image_for_user(request: HttpRequest, image_id) -> Image:
     return get_object_or_404(Image.objects.filter(workspace__memberships__user=request.user), pk=image_id)
 
 
+def _get_project_for_user(request: HttpRequest, project_id: int) -> tuple[Project, Membership]:
+    """The project and the user's membership of its workspace; 404 for anyone who is not a member."""
+    project = get_object_or_404(
+        Project.objects.select_related("workspace").filter(workspace__memberships__user=request.user),
+        pk=project_id,
+    )
+    membership = Membership.objects.select_related("workspace").get(
+        workspace=project.workspace, user=request.user
+    )
+    return project, membership
+
+
+def _get_writable_project_for_user(request: HttpRequest, project_id: int) -> tuple[Project, Membership]:
+    project, membership = _get_project_for_user(request, project_id)
+    if not membership.can_write:
+        raise PermissionDenied("Viewers cannot change the projects of this workspace.")
+    return project, membership
+
+
 def _home_context(request: HttpRequest, form: ComposerForm) -> dict:
     membership = request.membership
-    generations = (
-        Generation.objects.filter(workspace=membership.workspace)
-        .select_related("author", "project")
-        .prefetch_related("images")[:GALLERY_PAGE_SIZE]
-    )
+    generations = Generation.objects.filter(workspace=membership.workspace)
+    shown_project = None
+    if (project_id := request.GET.get("project", "")).isdigit():
+        shown_project = Project.objects.filter(workspace=membership.workspace, pk=project_id).first()
+        if shown_project is not None:
+            generations = generations.filter(project=shown_project)
     return {
         "form": form,
         "membership": membership,
-        "generations": generations,
+        "shown_project": shown_project,
+        "generations": generations.select_related("author", "project").prefetch_related("images")[
+            :GALLERY_PAGE_SIZE
+        ],
         "price_per_image": pricing.price_per_image(tier="1K", quality="medium"),
-        "prices_json": json.dumps(settings.CREDIT_PRICES),
+        "prices_json": json.dumps(pricing.price_table()),
     }
 
 
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "studio/home.html", _home_context(request, ComposerForm()))
+    form = ComposerForm(workspace=request.membership.workspace)
+    return render(request, "studio/home.html", _home_context(request, form))
 
 
 @login_required
 @require_POST
 def generate(request: HttpRequest) -> HttpResponse:
-    form = ComposerForm(request.POST)
     membership = request.membership
+    if not membership.can_write:
+        raise PermissionDenied("Viewers cannot generate in this workspace.")
+    form = ComposerForm(request.POST, workspace=membership.workspace)
     generation = None
     if form.is_valid():
         try:
             generation = generation_submit(
-                membership=membership, spec=form.spec, idempotency_key=form.cleaned_data["idempotency_key"]
+                membership=membership,
+                spec=form.spec,
+                project=form.cleaned_data.get("project"),
+                idempotency_key=form.cleaned_data["idempotency_key"],
             )
         except InsufficientCredits as error:
             form.add_error(
@@ -158,3 +198,77 @@ def partial_image(request: HttpRequest, generation_id) -> FileResponse:
     )
     response["Cache-Control"] = "private, no-cache"
     return response
+
+
+# Projects
+
+
+@login_required
+@require_GET
+def project_list(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership_for_user(request, slug)
+    Project.default_for(membership.workspace)
+    projects = Project.objects.filter(workspace=membership.workspace).annotate(
+        generation_count=Count("generations")
+    )
+    return render(
+        request,
+        "studio/projects.html",
+        {
+            "membership": membership,
+            "workspace": membership.workspace,
+            "is_current": membership.workspace_id == request.membership.workspace_id,
+            "open_projects": [project for project in projects if not project.is_archived],
+            "archived_projects": [project for project in projects if project.is_archived],
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_new(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_writer_membership_for_user(request, slug)
+    form = ProjectForm(request.POST or None, workspace=membership.workspace)
+    if request.method == "POST" and form.is_valid():
+        project = project_create(membership=membership, name=form.cleaned_data["name"])
+        messages.success(request, f"Project {project} created. Pick it in the composer.")
+        return redirect("studio:project-list", slug)
+    context = {"form": form, "membership": membership, "workspace": membership.workspace}
+    return render(request, "studio/project_form.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, membership = _get_writable_project_for_user(request, project_id)
+    form = ProjectForm(request.POST or None, workspace=project.workspace, project=project)
+    if request.method == "POST" and form.is_valid():
+        project_rename(project=project, membership=membership, name=form.cleaned_data["name"])
+        messages.success(request, f"Renamed to {project}.")
+        return redirect("studio:project-list", project.workspace.slug)
+    context = {"form": form, "project": project, "membership": membership, "workspace": project.workspace}
+    return render(request, "studio/project_form.html", context)
+
+
+@login_required
+@require_POST
+def project_archive_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, membership = _get_writable_project_for_user(request, project_id)
+    try:
+        project_archive(project=project, membership=membership)
+    except ProjectError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request, f"{project} is archived: its images stay, the composer no longer offers it."
+        )
+    return redirect("studio:project-list", project.workspace.slug)
+
+
+@login_required
+@require_POST
+def project_restore_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, membership = _get_writable_project_for_user(request, project_id)
+    project_restore(project=project, membership=membership)
+    messages.success(request, f"{project} is open again.")
+    return redirect("studio:project-list", project.workspace.slug)

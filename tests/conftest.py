@@ -23,7 +23,9 @@ def pytest_collection_modifyitems(config, items):
             if IN_CI:
                 raise pytest.UsageError("CI must run the money tests on PostgreSQL: set DATABASE_URL.")
             item.add_marker(
-                pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://... to run the money tests")
+                pytest.mark.skip(
+                    reason="needs PostgreSQL: set DATABASE_URL=postgres://... to run the money tests"
+                )
             )
 
 
@@ -38,6 +40,14 @@ def private_media_root():
     with override_settings(STORAGES=storages, MEDIA_ROOT=root, LOCAL_PROVIDER_STEP_SECONDS=0.0):
         yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fast_password_hashing():
+    """MD5 instead of 1,000,000 rounds of PBKDF2, for modules that make many users. Not for tests that hand
+    users to a server in another process: its default hashers cannot check MD5 hashes."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture

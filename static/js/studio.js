@@ -102,8 +102,15 @@
     if (!gallery || typeof event.detail.message !== "string") return;
     var parsed = document.createElement("template");
     parsed.innerHTML = event.detail.message;
-    parsed.content.querySelectorAll(":scope > article[id^='generation-']").forEach(function (card) {
-      if (document.getElementById(card.id)) return;
+    // Top-level cards only; ":scope >" matches nothing in a template's fragment, so walk its children.
+    Array.prototype.forEach.call(parsed.content.children, function (card) {
+      if (!card.matches("article[id^='generation-']") || document.getElementById(card.id)) return;
+      // A gallery narrowed to one project takes new cards of that project only: drop the message (the
+      // consumer sends one card per message), rather than leave htmx a card with no place to go.
+      if (gallery.dataset.project && card.dataset.project !== gallery.dataset.project) {
+        event.preventDefault();
+        return;
+      }
       var slot = document.createElement("article");
       slot.id = card.id;
       slot.dataset.seq = "-1";

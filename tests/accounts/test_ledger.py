@@ -56,5 +56,15 @@ def test_the_database_refuses_a_negative_balance(alice):
 
 
 def test_an_adjustment_records_its_actor_and_reason(alice, bob):
-    entry = ledger.adjust(user=alice, amount=-50, kind=EntryKind.ADJUSTMENT, actor=bob, reason="Duplicate bonus")
+    entry = ledger.adjust(
+        user=alice, amount=-50, kind=EntryKind.ADJUSTMENT, actor=bob, reason="Duplicate bonus"
+    )
     assert (entry.actor, entry.reason, entry.balance_after) == (bob, "Duplicate bonus", 950)
+
+
+def test_spends_and_refunds_are_not_adjustments(alice):
+    # Their one-per-generation guarantee lives in spend() and refund(); adjust() must not bypass it.
+    for kind in (EntryKind.SPEND, EntryKind.REFUND):
+        with pytest.raises(ValueError):
+            ledger.adjust(user=alice, amount=-5, kind=kind)
+    assert LedgerEntry.objects.filter(user=alice).count() == 1

@@ -25,12 +25,16 @@ def test_signing_up_logs_in_with_a_personal_workspace_and_the_bonus(client, db):
 
 def test_the_signup_bonus_is_a_setting(client, db, settings):
     settings.SIGNUP_BONUS_CREDITS = 250
-    client.post("/accounts/signup/", {"username": "dan", "email": "d@example.com", "password": "a long enough secret"})
+    client.post(
+        "/accounts/signup/", {"username": "dan", "email": "d@example.com", "password": "a long enough secret"}
+    )
     assert User.objects.get(username="dan").credits == 250
 
 
 def test_signup_rejects_a_taken_username_and_a_weak_password(client, alice):
-    response = client.post("/accounts/signup/", {"username": "ALICE", "email": "x@example.com", "password": "123"})
+    response = client.post(
+        "/accounts/signup/", {"username": "ALICE", "email": "x@example.com", "password": "123"}
+    )
     assert response.status_code == 200
     errors = response.context["form"].errors
     assert "username" in errors and "password" in errors

@@ -77,7 +77,7 @@ def test_only_http_and_https_are_fetched():
 
 def test_size_and_type_are_checked(public_dns):
     big = httpx.MockTransport(lambda request: httpx.Response(200, content=b"x" * 2048))
-    with pytest.raises(FetchRefused, match="over|larger"):
+    with pytest.raises(FetchRefused, match=r"over|larger"):
         fetch_image("https://images.example/big.png", limits=Limits(max_bytes=1024), transport=big)
     text = httpx.MockTransport(lambda request: httpx.Response(200, content=b"<html>not an image</html>"))
     with pytest.raises(FetchRefused, match="PNG, JPEG or WebP"):

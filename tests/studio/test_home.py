@@ -83,7 +83,7 @@ def test_a_running_card_shows_the_latest_partial_image(client, alice):
     from tests.conftest import png_bytes
 
     client.force_login(alice)
-    generation, image = finished_generation(personal_membership(alice))
+    generation, _ = finished_generation(personal_membership(alice))
     generation.images.all().delete()
     name = default_storage.save(f"partials/{generation.pk}-1.png", ContentFile(png_bytes()))
     Generation.objects.filter(pk=generation.pk).update(status=Status.RUNNING, partial_image=name, seq=7)

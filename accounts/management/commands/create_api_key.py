@@ -1,0 +1,32 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import ApiKey, Membership, User
+
+
+class Command(BaseCommand):
+    help = "Create an API key for a user and print it (it is shown only this once)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--workspace", help="Workspace slug (default: the user's personal workspace).")
+        parser.add_argument("--name", default="command line", help="What the key is for.")
+
+    def handle(self, *args, username: str, workspace: str | None, name: str, **options) -> None:
+        from accounts.services import personal_workspace
+
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"No user named {username!r}.")
+        if workspace:
+            membership = (
+                Membership.objects.select_related("workspace")
+                .filter(user=user, workspace__slug=workspace)
+                .first()
+            )
+            if membership is None:
+                raise CommandError(f"{username} is not a member of a workspace {workspace!r}.")
+            target = membership.workspace
+        else:
+            target = personal_workspace(user)
+        _, secret = ApiKey.issue(user=user, workspace=target, name=name)
+        self.stdout.write(secret)

@@ -1,0 +1,1 @@
+"""Account pages, by area: signup (auth), workspaces and members, invitations."""

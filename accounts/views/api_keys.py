@@ -1,0 +1,40 @@
+"""API keys: a user makes and revokes keys for the workspaces they can generate in. A key is shown once."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.forms import ApiKeyForm
+from accounts.models import ApiKey
+
+
+def _page(request: HttpRequest, form: ApiKeyForm, *, new_secret: str = "", status: int = 200) -> HttpResponse:
+    keys = ApiKey.objects.filter(user=request.user).select_related("workspace")
+    context = {"form": form, "keys": keys, "new_secret": new_secret}
+    return render(request, "accounts/api_keys.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_keys(request: HttpRequest) -> HttpResponse:
+    form = ApiKeyForm(request.POST or None, user=request.user)
+    if request.method == "POST":
+        if not form.is_valid():
+            return _page(request, form, status=400)
+        _, secret = ApiKey.issue(
+            user=request.user, workspace=form.cleaned_data["workspace"], name=form.cleaned_data["name"]
+        )
+        # Shown on this answer only: the studio keeps just a hash.
+        return _page(request, ApiKeyForm(user=request.user), new_secret=secret)
+    return _page(request, form)
+
+
+@login_required
+@require_POST
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
+    key.revoke(by=request.user)
+    messages.success(request, f"The key “{key.name}” is revoked; requests with it are refused from now on.")
+    return redirect("accounts:api-keys")

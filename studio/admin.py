@@ -1,0 +1,136 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+
+from studio.models import Generation, GenerationInput, Image, PriceRule, Project
+from studio.services import generation_refund
+
+GENERATION_FIELDS = (
+    "id",
+    "status",
+    "workspace",
+    "project",
+    "author",
+    "source",
+    "provider",
+    "cost",
+    "prompt",
+    "spec",
+    "stage",
+    "error",
+    "error_code",
+    "attempts",
+    "idempotency_key",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "revised_prompt",
+    "usage",
+    "upstream_latency_ms",
+    "upstream_request_id",
+    "result_size",
+    "result_quality",
+    "result_format",
+)
+
+
+class ImageInline(admin.TabularInline):
+    model = Image
+    fields = ("index", "width", "height", "format", "bytes", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class GenerationInputInline(admin.TabularInline):
+    model = GenerationInput
+    fields = ("role", "position", "content_type", "source_image")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    """Generations are changed only by their lifecycle (runner and services), so here they are read-only;
+    the one thing an admin does is refund."""
+
+    list_display = (
+        "created_at",
+        "short_prompt",
+        "author",
+        "workspace",
+        "status",
+        "cost",
+        "provider",
+        "source",
+    )
+    list_filter = ("status", "provider", "source", "created_at")
+    list_select_related = ("author", "workspace")
+    search_fields = ("=id", "prompt", "author__username", "workspace__name")
+    date_hierarchy = "created_at"
+    fields = GENERATION_FIELDS
+    readonly_fields = GENERATION_FIELDS
+    inlines = [GenerationInputInline, ImageInline]
+    actions = ["refund"]
+
+    @admin.display(description="prompt")
+    def short_prompt(self, generation: Generation) -> str:
+        return generation.prompt[:60] + ("…" if len(generation.prompt) > 60 else "")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting would leave stored files behind and spend entries without their generation.
+        return False
+
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("accounts.adjust_credits")
+
+    @admin.action(description="Refund selected failed or canceled generations", permissions=["refund"])
+    def refund(self, request, queryset: QuerySet[Generation]) -> None:
+        refunded = skipped = 0
+        for generation in queryset:
+            if generation_refund(
+                generation, reason=f"Refunded by {request.user} in the admin", actor=request.user
+            ):
+                refunded += 1
+            else:
+                skipped += 1
+        if refunded:
+            self.message_user(request, f"Refunded {refunded} generation(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} generation(s) not refunded: already refunded, or not failed or canceled. "
+                "To give credits for a finished generation, grant them on the user.",
+                messages.WARNING,
+            )
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "workspace", "is_default", "archived_at", "created_at")
+    list_filter = ("is_default", "archived_at")
+    list_select_related = ("workspace",)
+    search_fields = ("name", "workspace__name")
+    raw_id_fields = ("workspace",)
+
+
+@admin.register(PriceRule)
+class PriceRuleAdmin(admin.ModelAdmin):
+    """Per-image prices that win over CREDIT_PRICES in the settings; the next submission uses them."""
+
+    list_display = ("tier", "quality", "credits")
+    list_editable = ("credits",)
+    list_filter = ("tier",)

@@ -1,0 +1,94 @@
+"""A running studio for API clients: Daphne in a subprocess on the test database, and a real Celery worker in
+this process; both share the test's media folder and Redis."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.workers import running_worker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _database_url() -> str:
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{database['NAME']}"
+    user = database.get("USER") or ""
+    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+    host = database.get("HOST") or "127.0.0.1"
+    port = database.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{database['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def task_queue() -> str:
+    """The Celery queue the server enqueues to and the test worker consumes."""
+    return f"test-api-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def studio_url(django_db_setup, django_db_blocker, private_media_root, task_queue):
+    """The base URL of a Daphne serving the studio on the test database."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "MEDIA_ROOT": str(private_media_root),
+        "STUDIO_DATA_DIR": str(Path(private_media_root).parent / "api-server-data"),
+        "API_RATE_LIMIT_PER_MINUTE": "1000",
+        "CELERY_QUEUE": task_queue,
+        "STUDIO_PROVIDER": "local",
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "1",
+        "OPENAI_API_KEY": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = open(Path(private_media_root).parent / f"daphne-{port}.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "studio.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(Path(log.name).read_text()) from None
+            time.sleep(0.2)
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture
+def worker(settings, task_queue):
+    settings.LOCAL_PROVIDER_STEP_SECONDS = 0.1
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True  # the test's receiver listens on 127.0.0.1
+    settings.WEBHOOK_RETRY_BACKOFF_SECONDS = 0.2
+    with running_worker(queue=task_queue) as queue:
+        yield queue

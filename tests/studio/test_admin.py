@@ -1,0 +1,133 @@
+"""The generations and price pages of the Django admin, used through the admin."""
+
+import json
+import re
+
+import pytest
+
+from accounts.models import EntryKind, LedgerEntry, User
+from studio.models import Generation, PriceRule, Status
+from studio.services import generation_submit
+from studio.spec import GenerationSpec
+from tests.studio.helpers import personal_membership
+
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
+
+@pytest.fixture
+def admin_user(db):
+    return User.objects.create_superuser(username="root", email="root@example.com", password="admin secret 1")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    assert client.login(username="root", password="admin secret 1")
+    return client
+
+
+def failed_without_refund(user) -> Generation:
+    """A failed generation whose refund never happened (say, a crash between the two)."""
+    generation = generation_submit(
+        membership=personal_membership(user), spec=GenerationSpec.build(prompt="lost", n=2)
+    )
+    Generation.objects.filter(pk=generation.pk).update(status=Status.FAILED, error="The worker died.")
+    generation.refresh_from_db()
+    return generation
+
+
+def refund(admin_client, *generations):
+    return admin_client.post(
+        "/admin/studio/generation/",
+        {"action": "refund", "_selected_action": [str(generation.pk) for generation in generations]},
+        follow=True,
+    )
+
+
+def test_generations_are_listed_with_status_filters(admin_client, alice):
+    failed = failed_without_refund(alice)
+    queued = generation_submit(
+        membership=personal_membership(alice), spec=GenerationSpec.build(prompt="waiting")
+    )
+    page = admin_client.get("/admin/studio/generation/?status__exact=failed").content.decode()
+    assert "lost" in page and "waiting" not in page
+    assert "?status__exact=queued" in page  # the filter offers every status
+    assert str(queued.pk) not in page and str(failed.pk) in page
+
+
+def test_the_refund_action_refunds_once_however_often_it_runs(admin_client, admin_user, alice):
+    generation = failed_without_refund(alice)
+    alice.refresh_from_db()
+    assert alice.credits == 800
+
+    first = refund(admin_client, generation)
+    assert "Refunded 1 generation(s)." in first.content.decode()
+    second = refund(admin_client, generation)
+    assert "1 generation(s) not refunded: already refunded" in second.content.decode()
+
+    alice.refresh_from_db()
+    assert alice.credits == 1000
+    entry = LedgerEntry.objects.get(kind=EntryKind.REFUND)
+    assert (entry.amount, entry.actor, entry.reference) == (200, admin_user, generation.ledger_reference)
+
+
+def test_the_refund_action_skips_generations_that_are_not_failed_or_canceled(admin_client, alice):
+    generation = generation_submit(
+        membership=personal_membership(alice), spec=GenerationSpec.build(prompt="busy")
+    )
+    response = refund(admin_client, generation)
+    assert "not failed or canceled" in response.content.decode()
+    assert not LedgerEntry.objects.filter(kind=EntryKind.REFUND).exists()
+
+
+def test_a_failure_already_refunded_by_the_runner_is_not_refunded_again(admin_client, alice):
+    from studio.services import generation_fail
+
+    generation = generation_submit(
+        membership=personal_membership(alice), spec=GenerationSpec.build(prompt="x")
+    )
+    generation_fail(generation, message="Upstream said no.")
+    refund(admin_client, generation)
+    assert LedgerEntry.objects.filter(kind=EntryKind.REFUND).count() == 1
+    alice.refresh_from_db()
+    assert alice.credits == 1000
+
+
+def test_generations_are_read_only_in_the_admin(admin_client, alice):
+    generation = failed_without_refund(alice)
+    page = admin_client.get(f"/admin/studio/generation/{generation.pk}/change/").content.decode()
+    assert 'name="status"' not in page and "The worker died." in page
+    assert (
+        admin_client.post(
+            f"/admin/studio/generation/{generation.pk}/change/", {"status": "succeeded"}
+        ).status_code
+        == 403
+    )
+    assert admin_client.get("/admin/studio/generation/add/").status_code == 403
+
+
+def test_a_price_rule_added_in_the_admin_prices_the_next_generation_and_the_composer(
+    admin_client, alice, client, settings
+):
+    settings.CREDIT_PRICES = {}
+    response = admin_client.post(
+        "/admin/studio/pricerule/add/", {"tier": "1K", "quality": "", "credits": "40"}
+    )
+    assert response.status_code == 302
+    duplicate = admin_client.post(
+        "/admin/studio/pricerule/add/", {"tier": "1K", "quality": "", "credits": "50"}
+    )
+    assert duplicate.status_code == 200 and "already exists" in duplicate.content.decode()
+    zero = admin_client.post(
+        "/admin/studio/pricerule/add/", {"tier": "2K", "quality": "high", "credits": "0"}
+    )
+    assert zero.status_code == 200 and PriceRule.objects.count() == 1
+
+    client.force_login(alice)
+    html = client.get("/").content.decode()
+    prices = json.loads(re.search(r'data-prices="([^"]*)"', html)[1].replace("&quot;", '"'))
+    assert prices["1K:medium"] == 40 and prices["2K:medium"] == 100
+    assert "40 credits</output>" in html
+    generation = generation_submit(
+        membership=personal_membership(alice), spec=GenerationSpec.build(prompt="x", n=3)
+    )
+    assert generation.cost == 120
