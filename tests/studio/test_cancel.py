@@ -94,11 +94,12 @@ def test_the_author_cancels_a_running_generation_and_the_runner_stops_without_st
 
 
 def test_a_result_that_arrives_after_the_cancel_is_discarded_and_its_files_deleted(
-    slow_worker, finished, alice, caplog, deleted_files
+    slow_worker, finished, alice, caplog, deleted_files, settings
 ):
     caplog.set_level(logging.INFO, logger="studio.runner")
+    settings.LOCAL_PROVIDER_STEP_SECONDS = 1.0
     membership = personal_membership(alice)
-    # No partial images: the only event is the final result, half a second after the start.
+    # No partial images: the only event is the final result, a second after the start.
     generation = generation_submit(
         membership=membership, spec=GenerationSpec.build(prompt="a slow comet", n=2, partial_images=0)
     )

@@ -59,7 +59,7 @@ REJECTED = {
     "stream_error_event": (MODERATION_MESSAGE, "moderation_blocked"),
     "stream_error_event_flat": (MODERATION_MESSAGE, "moderation_blocked"),
 }
-TIMEOUT_SECONDS = 1.0
+TIMEOUT_SECONDS = 1.5
 
 
 def test_every_failure_mode_of_the_fake_upstream_is_covered_here():
