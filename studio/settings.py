@@ -199,6 +199,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # collected by runstudio; WhiteNoise warns when it is missing
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media")))
 STORAGES = {
     # Media are private: stored outside any public folder and served only through views that check access.
