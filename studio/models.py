@@ -216,7 +216,8 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["generation", "index"]
-        indexes = [models.Index(fields=["workspace", "-created_at"])]
+        # The gallery's order, newest first with the id as a tie-break for its cursor (studio.gallery).
+        indexes = [models.Index(fields=["workspace", "-created_at", "-id"], name="image_gallery_order")]
 
     def __str__(self) -> str:
         return f"{self.width}x{self.height} {self.format}"
@@ -224,6 +225,20 @@ class Image(models.Model):
     @property
     def content_type(self) -> str:
         return f"image/{self.format}"
+
+
+class Favourite(models.Model):
+    """A star a user put on an image: private to that user, whoever else shares the workspace."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favourites")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="favourites")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "image"], name="favourite_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} likes {self.image_id}"
 
 
 class InputRole(models.TextChoices):

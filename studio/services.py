@@ -223,3 +223,77 @@ def project_restore(*, project: Project, membership: Membership) -> Project:
     project.archived_at = None
     project.save(update_fields=["archived_at"])
     return project
+
+
+# Images: the gallery's move and delete
+
+
+def image_can_manage(membership: Membership, image: Image) -> bool:
+    """Owners manage every image of their workspace, editors the images they made, viewers none."""
+    if membership.workspace_id != image.workspace_id or not membership.can_write:
+        return False
+    return membership.is_owner or image.generation.author_id == membership.user_id
+
+
+def images_require_manageable(membership: Membership, images: list[Image], verb: str) -> None:
+    """Raise PermissionDenied, saying why, unless the member may move or delete every one of these images."""
+    refused = [image for image in images if not image_can_manage(membership, image)]
+    if not refused:
+        return
+    if not membership.can_write:
+        raise PermissionDenied(f"Viewers cannot {verb} images.")
+    raise PermissionDenied(
+        f"Editors can {verb} only the images they made; {len(refused)} of the {len(images)} selected "
+        f"{'is' if len(refused) == 1 else 'are'} by someone else. Nothing was changed."
+    )
+
+
+def images_move(*, membership: Membership, images: list[Image], project: Project) -> int:
+    """Move the generations of these images to `project`; all or nothing. Returns the number of generations.
+
+    A project holds generations, so moving one image of a generation of several moves its siblings too.
+    """
+    images_require_manageable(membership, images, "move")
+    if project.workspace_id != membership.workspace_id:
+        raise PermissionDenied("That project belongs to another workspace.")
+    if project.is_archived:
+        raise ProjectError(f"The project {project} is archived. Restore it to move images into it.")
+    generation_ids = {image.generation_id for image in images}
+    with transaction.atomic():
+        return Generation.objects.filter(pk__in=generation_ids, workspace=membership.workspace).update(
+            project=project
+        )
+
+
+def images_delete(*, membership: Membership, images: list[Image]) -> int:
+    """Delete these images and their files; all or nothing. Returns the number of images deleted.
+
+    A generation left without images goes too (with its partial image and input files), so no empty card
+    stays behind; the ledger keeps its entries. Files are removed only once the transaction has committed.
+    """
+    images_require_manageable(membership, images, "delete")
+    image_ids = [image.pk for image in images]
+    generation_ids = {image.generation_id for image in images}
+    with transaction.atomic():
+        doomed = list(Image.objects.filter(pk__in=image_ids, workspace=membership.workspace))
+        files = [name for image in doomed for name in (image.file.name, image.thumbnail.name) if name]
+        Image.objects.filter(pk__in=[image.pk for image in doomed]).delete()
+        emptied = Generation.objects.filter(pk__in=generation_ids, images__isnull=True)
+        for generation in emptied.prefetch_related("inputs"):
+            files.extend(item.file.name for item in generation.inputs.all() if item.file)
+            if generation.partial_image:
+                files.append(generation.partial_image.name)
+        emptied.delete()
+        transaction.on_commit(lambda: _delete_files(files))
+    return len(doomed)
+
+
+def _delete_files(names: list[str]) -> None:
+    from django.core.files.storage import default_storage
+
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            # The rows are gone; a file left behind costs disk, not correctness.
+            logger.warning("could not delete %s", name, exc_info=True)

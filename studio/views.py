@@ -13,8 +13,10 @@ from django_htmx.http import reswap, retarget
 from accounts.access import get_membership_for_user, get_writer_membership_for_user
 from accounts.ledger import InsufficientCredits
 from accounts.models import Membership
+from studio import images as image_files
 from studio import pricing
-from studio.forms import ComposerForm, ProjectForm
+from studio import spec as spec_module
+from studio.forms import PROMPT_PRESETS, RATIO_GUIDANCE, ComposerForm, ProjectForm, ratio_sizes
 from studio.models import Generation, Image, Project
 from studio.services import (
     ProjectError,
@@ -81,13 +83,32 @@ def _home_context(request: HttpRequest, form: ComposerForm) -> dict:
         ],
         "price_per_image": pricing.price_per_image(tier="1K", quality="medium"),
         "prices_json": json.dumps(pricing.price_table()),
+        "ratio_guidance_json": json.dumps(RATIO_GUIDANCE),
+        "ratio_sizes_json": json.dumps(ratio_sizes()),
+        "prompt_presets": PROMPT_PRESETS,
+        "max_input_images": spec_module.MAX_INPUT_IMAGES,
+        "max_input_megabytes": image_files.MAX_INPUT_BYTES // (1024 * 1024),
     }
+
+
+# What a link may preset in the composer: `/?prompt=...&aspect_ratio=16:9` (reuse settings),
+# `/?edit=<image id>` (the image becomes the mask's source) and `/?reference=<image id>` (repeatable).
+COMPOSER_QUERY_FIELDS = ("prompt", "aspect_ratio", "resolution", "quality", "n", "output_format", "project")
+
+
+def _composer_initial(request: HttpRequest) -> dict:
+    initial = {name: request.GET[name] for name in COMPOSER_QUERY_FIELDS if request.GET.get(name)}
+    if edit := request.GET.get("edit"):
+        initial["source_gallery_image"] = edit
+    if references := request.GET.getlist("reference"):
+        initial["gallery_references"] = references
+    return initial
 
 
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    form = ComposerForm(workspace=request.membership.workspace)
+    form = ComposerForm(initial=_composer_initial(request), workspace=request.membership.workspace)
     return render(request, "studio/home.html", _home_context(request, form))
 
 
@@ -97,7 +118,7 @@ def generate(request: HttpRequest) -> HttpResponse:
     membership = request.membership
     if not membership.can_write:
         raise PermissionDenied("Viewers cannot generate in this workspace.")
-    form = ComposerForm(request.POST, workspace=membership.workspace)
+    form = ComposerForm(request.POST, request.FILES, workspace=membership.workspace)
     generation = None
     if form.is_valid():
         try:
@@ -105,6 +126,8 @@ def generate(request: HttpRequest) -> HttpResponse:
                 membership=membership,
                 spec=form.spec,
                 project=form.cleaned_data.get("project"),
+                references=form.references,
+                mask=form.mask_input,
                 idempotency_key=form.cleaned_data["idempotency_key"],
             )
         except InsufficientCredits as error:
@@ -127,6 +150,32 @@ def generate(request: HttpRequest) -> HttpResponse:
     # The new card goes on top of the gallery; the composer stays as it is, for the next variation.
     return render(
         request, "studio/home.html#generation-card", {"generation": generation, "membership": membership}
+    )
+
+
+PICKER_PAGE_SIZE = 24
+
+
+@login_required
+@require_GET
+def composer_gallery_picker(request: HttpRequest) -> HttpResponse:
+    """Recent images of the current workspace, as thumbnails to pick as references or as the mask's source."""
+    purpose = "source" if request.GET.get("for") == "source" else "reference"
+    offset = min(int(request.GET["offset"]), 10**9) if request.GET.get("offset", "").isdigit() else 0
+    images = list(
+        Image.objects.filter(workspace=request.membership.workspace)
+        .select_related("generation")
+        .order_by("-created_at", "-index")[offset : offset + PICKER_PAGE_SIZE + 1]
+    )
+    return render(
+        request,
+        "studio/composer_picker.html",
+        {
+            "images": images[:PICKER_PAGE_SIZE],
+            "purpose": purpose,
+            "next_offset": offset + PICKER_PAGE_SIZE if len(images) > PICKER_PAGE_SIZE else None,
+            "offset": offset,
+        },
     )
 
 

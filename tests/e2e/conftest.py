@@ -81,6 +81,7 @@ class StudioServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.step_seconds = step_seconds
         self.process: subprocess.Popen | None = None
+        self.env: dict = {}
         self._cleanups: list = []
 
     def environment(self) -> dict:
@@ -105,10 +106,12 @@ class StudioServer:
 
     def start(self, timeout: float = 90) -> "StudioServer":
         self.log = open(self.data_dir / "runstudio.log", "w")  # noqa: SIM115
+        # Kept, so `manage()` reaches the same database (environment() makes a new one on PostgreSQL).
+        self.env = self.environment()
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "runstudio", "--port", str(self.port)],
             cwd=ROOT,
-            env=self.environment(),
+            env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -126,6 +129,20 @@ class StudioServer:
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"runstudio did not become ready:\n{self.read_log()}")
+
+    def manage(self, *arguments: str, timeout: float = 60) -> str:
+        """Run a management command against this server's database and data directory; return its output."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *arguments],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {arguments[0]} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
 
     def read_log(self) -> str:
         return (self.data_dir / "runstudio.log").read_text()[-5000:]
@@ -184,6 +201,32 @@ def page(context):
     page = context.new_page()
     page.console = ConsoleWatcher(page)
     return page
+
+
+def add_member(server: StudioServer, *, workspace: str, owner: str, members: dict[str, str]) -> str:
+    """Make the team workspace `workspace` owned by the user `owner`, with `members` ({username: role}) in
+    it, straight in the server's database; return its slug. The invitation flow has tests of its own."""
+    script = (
+        "from accounts.models import Membership, Role, User, Workspace\n"
+        f"owner = User.objects.get(username={owner!r})\n"
+        f"workspace = Workspace.objects.create(name={workspace!r}, slug=Workspace.unique_slug({workspace!r}),"
+        " created_by=owner)\n"
+        "Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)\n"
+        f"for username, role in {members!r}.items():\n"
+        "    member = User.objects.get(username=username)\n"
+        "    Membership.objects.create(workspace=workspace, user=member, role=role)\n"
+        "print(workspace.slug)\n"
+    )
+    return server.manage("shell", "-c", script).strip().splitlines()[-1]
+
+
+def switch_workspace(page, name: str) -> None:
+    """Pick a workspace in the header's switcher, as a person would (after a reload: the page may predate
+    the membership)."""
+    page.reload()
+    page.get_by_label("Current workspace").select_option(label=name)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Switch").click()
 
 
 def sign_up(page, base_url: str, username: str) -> None:
