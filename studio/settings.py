@@ -246,7 +246,7 @@ X_FRAME_OPTIONS = "DENY"
 # Money and generation.
 SIGNUP_BONUS_CREDITS = envint("SIGNUP_BONUS_CREDITS", 1000)
 # Days an invitation link stays valid; unused expired invitations are deleted a month after they expire.
-INVITATION_VALID_DAYS = 7
+INVITATION_VALID_DAYS = envint("INVITATION_VALID_DAYS", 7)
 CREDITS_PER_IMAGE = envint("CREDITS_PER_IMAGE", 100)
 
 # Which upstream draws the images: "openai" when a key is configured, else the offline "local" engine.
