@@ -3,7 +3,7 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -97,12 +97,26 @@ COMPOSER_QUERY_FIELDS = ("prompt", "aspect_ratio", "resolution", "quality", "n",
 
 
 def _composer_initial(request: HttpRequest) -> dict:
-    initial = {name: request.GET[name] for name in COMPOSER_QUERY_FIELDS if request.GET.get(name)}
+    initial = {}
+    if (reuse := request.GET.get("reuse")) and (generation := _reusable_generation(request, reuse)):
+        # "Reuse settings": the composer as it was for that generation (its inputs are not carried over).
+        initial = {name: generation.spec[name] for name in COMPOSER_QUERY_FIELDS if generation.spec.get(name)}
+        initial["prompt"] = generation.prompt
+        initial["project"] = generation.project_id
+    initial |= {name: request.GET[name] for name in COMPOSER_QUERY_FIELDS if request.GET.get(name)}
     if edit := request.GET.get("edit"):
         initial["source_gallery_image"] = edit
     if references := request.GET.getlist("reference"):
         initial["gallery_references"] = references
     return initial
+
+
+def _reusable_generation(request: HttpRequest, generation_id: str) -> Generation | None:
+    """A generation of the current workspace, or None (a stranger's id is ignored, never shown)."""
+    try:
+        return Generation.objects.filter(pk=generation_id, workspace=request.membership.workspace).first()
+    except ValidationError:
+        return None
 
 
 @login_required

@@ -62,6 +62,13 @@
     if (event.target instanceof Element && event.target.matches("input[form=bulk-form]")) refreshSelection();
   });
 
+  function measureHeader() {
+    var header = document.querySelector(".site-header");
+    if (header) document.documentElement.style.setProperty("--header-height", header.offsetHeight + "px");
+  }
+  window.addEventListener("resize", measureHeader);
+  document.addEventListener("DOMContentLoaded", measureHeader);
+
   // New tiles (the next page, or new filters) arrive through htmx.
   document.addEventListener("htmx:afterSettle", refreshSelection);
   document.addEventListener("DOMContentLoaded", refreshSelection);

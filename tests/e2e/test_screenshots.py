@@ -95,6 +95,8 @@ def test_screenshots_of_the_main_pages(browser, studio_server, tmp_path):
         page.get_by_label("Prompt").fill("a hot air balloon over a patchwork of fields, gouache")
         page.get_by_role("button", name="Generate").click()
         expect(cards.first.locator("img.partial-image")).to_be_visible()
+        page.locator(".composer-panel").evaluate("panel => { panel.scrollTop = 0; }")  # it scrolls on its own
+        page.evaluate("window.scrollTo(0, 0)")
         _shot(page, folder, "home")
         expect(cards.first).to_have_attribute("data-status", "succeeded", timeout=60_000)
 
@@ -162,6 +164,7 @@ def test_screenshots_of_the_main_pages(browser, studio_server, tmp_path):
             phone_page.get_by_label("Username").fill(owner_name)
             phone_page.get_by_label("Password").fill("a long enough secret")
             phone_page.get_by_role("button", name="Log in").click()
+            phone_page.wait_for_url(f"{studio_server.url}/")
             switch_workspace(phone_page, team)
             phone_page.goto(f"{studio_server.url}/gallery/")
             phone_tiles = phone_page.locator("#gallery-tiles > li.tile")

@@ -371,3 +371,36 @@ def test_two_sources_at_once_are_a_field_error(logged_in, alice):
     assert response.context["form"].errors["source_image"] == [
         "Choose one source image: an upload or a gallery image, not both."
     ]
+
+
+def test_reuse_settings_fills_the_composer_from_a_generation(client, alice, bob):
+    from studio.models import Generation
+    from studio.services import generation_submit
+    from studio.spec import GenerationSpec
+    from tests.studio.helpers import personal_membership
+
+    generation = generation_submit(
+        membership=personal_membership(alice),
+        spec=GenerationSpec.build(
+            prompt="a fox at dawn", aspect_ratio="16:9", resolution="2K", quality="high", n=2
+        ),
+    )
+    client.force_login(alice)
+    form = client.get(f"/?reuse={generation.pk}").context["form"]
+    assert form.initial["prompt"] == "a fox at dawn"
+    assert (
+        form.initial["aspect_ratio"],
+        form.initial["resolution"],
+        form.initial["quality"],
+        form.initial["n"],
+    ) == (
+        "16:9",
+        "2K",
+        "high",
+        2,
+    )
+    # Someone else's generation, or nonsense, is ignored.
+    client.force_login(bob)
+    assert "prompt" not in client.get(f"/?reuse={generation.pk}").context["form"].initial
+    assert "prompt" not in client.get("/?reuse=not-a-uuid").context["form"].initial
+    assert Generation.objects.count() == 1

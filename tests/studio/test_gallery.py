@@ -121,7 +121,14 @@ def test_a_viewer_is_told_where_images_come_from(client, team):
     html = client.get("/gallery/").content.decode()
     assert "as the editors of this workspace make them" in html
     assert "Create the first one" not in html
-    # A viewer may download, never move or delete.
+    # Nothing to filter or select yet.
+    assert 'id="gallery-filters"' not in html and 'id="bulk-form"' not in html
+
+
+def test_a_viewer_may_download_but_is_not_offered_move_or_delete(client, team):
+    finished_generation(team["memberships"]["editor"])
+    log_in(client, team["viewer"], team["workspace"])
+    html = client.get("/gallery/").content.decode()
     assert 'value="download"' in html and 'value="move"' not in html and 'value="delete"' not in html
 
 
