@@ -13,13 +13,12 @@ def personal_membership(user):
     return user.memberships.select_related("workspace", "user").get(workspace__is_personal=True)
 
 
-def finished_generation(membership, prompt: str = "a red square") -> tuple[Generation, Image]:
-    """A succeeded generation with one stored image, without running a worker."""
-    generation = generation_submit(membership=membership, spec=GenerationSpec.build(prompt=prompt))
-    data = png_bytes((64, 48))
+def finish(generation: Generation, color=(200, 30, 30, 255)) -> tuple[Generation, Image]:
+    """Store one small image for a queued generation and mark it succeeded, without running a worker."""
+    data = png_bytes((64, 48), color)
     image = Image(
         generation=generation,
-        workspace=membership.workspace,
+        workspace=generation.workspace,
         width=64,
         height=48,
         format="png",
@@ -31,3 +30,8 @@ def finished_generation(membership, prompt: str = "a red square") -> tuple[Gener
     generation.transition(from_statuses=(Status.QUEUED,), to=Status.RUNNING)
     generation.transition(from_statuses=(Status.RUNNING,), to=Status.SUCCEEDED)
     return generation, image
+
+
+def finished_generation(membership, prompt: str = "a red square") -> tuple[Generation, Image]:
+    """A succeeded generation with one stored image, without running a worker."""
+    return finish(generation_submit(membership=membership, spec=GenerationSpec.build(prompt=prompt)))

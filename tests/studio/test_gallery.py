@@ -17,7 +17,7 @@ from studio.models import Favourite, Generation, Image, Project, Source, Status
 from studio.services import SubmittedImage, generation_submit
 from studio.spec import GenerationSpec
 from tests.conftest import png_bytes
-from tests.studio.helpers import finished_generation, personal_membership
+from tests.studio.helpers import finish, finished_generation, personal_membership
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -542,25 +542,7 @@ def test_a_source_in_a_workspace_the_viewer_cannot_open_is_named_not_shown(clien
 
 
 def _finish(generation: Generation) -> tuple[Generation, Image]:
-    from django.core.files.base import ContentFile
-
-    from studio.images import thumbnail
-
-    data = png_bytes((64, 48), color=(20, 120, 40, 255))
-    image = Image(
-        generation=generation,
-        workspace=generation.workspace,
-        width=64,
-        height=48,
-        format="png",
-        bytes=len(data),
-    )
-    image.file.save(f"{generation.pk}.png", ContentFile(data), save=False)
-    image.thumbnail.save(f"{generation.pk}.webp", ContentFile(thumbnail(data)), save=False)
-    image.save()
-    generation.transition(from_statuses=(Status.QUEUED,), to=Status.RUNNING)
-    generation.transition(from_statuses=(Status.RUNNING,), to=Status.SUCCEEDED)
-    return generation, image
+    return finish(generation, color=(20, 120, 40, 255))
 
 
 # Several images at once

@@ -4,22 +4,20 @@ Redis, and a websocket client of the workspace."""
 
 import io
 import time
-import uuid
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from PIL import Image as PillowImage
 
 from accounts.models import EntryKind, LedgerEntry
-from studio.celery import app as celery_app
 from studio.models import Generation, Status
 from studio.providers import ProviderError, Rejected
 from studio.services import generation_submit
 from studio.spec import GenerationSpec
 from tests.studio.helpers import personal_membership
 from tests.studio.websocket import communicator_for, receive_all, session_headers
+from tests.workers import running_worker
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
@@ -29,21 +27,8 @@ def worker(settings):
     """A real worker (thread pool) on a queue of this test's own, so nothing else's tasks reach it."""
     settings.GENERATION_RETRY_BACKOFF_SECONDS = 0.05
     settings.LOCAL_PROVIDER_STEP_SECONDS = 0.2
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
-    try:
-        with start_worker(
-            celery_app,
-            pool="threads",
-            concurrency=4,
-            perform_ping_check=False,
-            queues=[queue],
-            loglevel="warning",
-        ) as running:
-            yield running
-    finally:
-        celery_app.conf.task_default_queue = previous
+    with running_worker() as queue:
+        yield queue
 
 
 def wait_for(generation: Generation, statuses: tuple[str, ...], timeout: float = 30) -> Generation:
