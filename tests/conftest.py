@@ -51,6 +51,20 @@ def fast_password_hashing():
 
 
 @pytest.fixture
+def admin_user(db):
+    """A superuser who logs in to the Django admin (replaces pytest-django's fixture of the same name)."""
+    from accounts.models import User
+
+    return User.objects.create_superuser(username="root", email="root@example.com", password="admin secret 1")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    assert client.login(username="root", password="admin secret 1")
+    return client
+
+
+@pytest.fixture
 def make_user(db):
     counter = iter(range(1, 10_000))
 

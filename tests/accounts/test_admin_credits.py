@@ -8,17 +8,6 @@ from django.db.models import Sum
 from accounts.models import EntryKind, LedgerEntry, User
 
 
-@pytest.fixture
-def admin_user(db):
-    return User.objects.create_superuser(username="root", email="root@example.com", password="admin secret 1")
-
-
-@pytest.fixture
-def admin_client(client, admin_user):
-    assert client.login(username="root", password="admin secret 1")
-    return client
-
-
 def ledger_sum(user) -> int:
     return LedgerEntry.objects.filter(user=user).aggregate(total=Sum("amount"))["total"] or 0
 

@@ -5,24 +5,13 @@ import re
 
 import pytest
 
-from accounts.models import EntryKind, LedgerEntry, User
+from accounts.models import EntryKind, LedgerEntry
 from studio.models import Generation, PriceRule, Status
 from studio.services import generation_submit
 from studio.spec import GenerationSpec
 from tests.studio.helpers import personal_membership
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
-
-
-@pytest.fixture
-def admin_user(db):
-    return User.objects.create_superuser(username="root", email="root@example.com", password="admin secret 1")
-
-
-@pytest.fixture
-def admin_client(client, admin_user):
-    assert client.login(username="root", password="admin secret 1")
-    return client
 
 
 def failed_without_refund(user) -> Generation:
