@@ -22,4 +22,4 @@ USER studio
 EXPOSE 8000
 
 # The web process; the worker and beat override this command.
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec daphne -b 0.0.0.0 -p 8000 studio.asgi:application"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec daphne -b 0.0.0.0 -p 8000 config.asgi:application"]

@@ -20,7 +20,7 @@ run: install
 	$(BIN)/python manage.py runstudio
 
 test: install lint
-	$(BIN)/python -m studio.embedded_redis $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m studio.management.embedded_redis $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -35,7 +35,7 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 bench: install
-	$(BIN)/python -m studio.embedded_redis $(BIN)/python benches/inflight.py
+	$(BIN)/python -m studio.management.embedded_redis $(BIN)/python benches/inflight.py
 
 clean:
 	rm -rf $(VENV)

@@ -112,9 +112,9 @@ def populate(count: int, *, seed: int = 7) -> dict:
     from django.utils import timezone
 
     from accounts.models import Membership, Role, User, Workspace
-    from studio.images import thumbnail
+    from studio.engine.images import thumbnail
+    from studio.engine.spec import GenerationSpec
     from studio.models import Favourite, Generation, Image, Project, Source, Status
-    from studio.spec import GenerationSpec
     from tests.conftest import png_bytes
 
     rng = random.Random(seed)
@@ -222,7 +222,7 @@ def populate(count: int, *, seed: int = 7) -> dict:
 
 
 def scenarios(world: dict) -> list[tuple[str, str, dict]]:
-    from studio.gallery import _cursor_of
+    from studio.web.gallery import _cursor_of
 
     deep = _cursor_of(world["deep_image"])
     month_end = world["now"].date() - timedelta(days=60)
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             database_url = f"sqlite:///{data_dir / 'bench.sqlite3'}"
             database = "SQLite"
         os.environ["DATABASE_URL"] = database_url
-        os.environ["DJANGO_SETTINGS_MODULE"] = "studio.settings"
+        os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
         import django
 

@@ -1,8 +1,8 @@
 """Many in flight: one Celery worker process holding a hundred generations at once.
 
-Starts, as production does, `celery -A studio worker --pool threads --concurrency 120` as a subprocess,
+Starts, as production does, `celery -A config worker --pool threads --concurrency 120` as a subprocess,
 points its `openai` provider at a fake OpenAI Images API that answers every request after `--latency`
-seconds, submits `--generations` generations through `studio.services.generation_submit`, and samples
+seconds, submits `--generations` generations through `studio.engine.services.generation_submit`, and samples
 every half second:
 
 - generations running (their status in the database),
@@ -20,8 +20,8 @@ database connections while its generations were waiting on the upstream.
 Database: a throwaway PostgreSQL database `studio_bench_<random>`, migrated with `manage.py migrate` and
 dropped at the end, on the server DATABASE_URL names (default postgres://postgres@127.0.0.1:5432);
 `--database sqlite` uses a throwaway SQLite file instead. Redis: REDIS_URL (for example the embedded one
-`python -m studio.embedded_redis` starts), else redis://127.0.0.1:6379/14, else an embedded Redis started
-here. The worker consumes a queue of its own, so it never takes another process's tasks. Everything
+`python -m studio.management.embedded_redis` starts), else redis://127.0.0.1:6379/14, else an embedded Redis
+started here. The worker consumes a queue of its own, so it never takes another process's tasks. Everything
 (worker, fake upstream, database, Redis keys, temporary directory) is cleaned up, on failure and on timeout
 too. docs/benchmarks.md has the figures.
 """
@@ -173,7 +173,7 @@ def redis_url_for_bench(stack: contextlib.ExitStack, data_dir: Path) -> tuple[st
         redis.Redis.from_url(DEFAULT_REDIS, socket_connect_timeout=1).ping()
         return DEFAULT_REDIS, "local server"
     except redis.RedisError:
-        from studio.embedded_redis import EmbeddedRedis
+        from studio.management.embedded_redis import EmbeddedRedis
 
         server = stack.enter_context(EmbeddedRedis(data_dir / "redis"))
         return server.url, "embedded (started by the bench)"
@@ -335,7 +335,7 @@ def bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         "OPENAI_API_KEY": "bench",
         "OPENAI_BASE_URL": upstream.base_url,
         "STUDIO_PROVIDER": "openai",
-        "DJANGO_SETTINGS_MODULE": "studio.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     # Nothing of the caller's may point the bench elsewhere: a NAME_FILE wins over NAME in the settings.
     replaced = {*settings_env, "DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT"}
@@ -368,14 +368,14 @@ def bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from django.db import connection, connections
 
     stack.callback(connections.close_all)
-    from studio.celery import app as celery_app
+    from config.celery import app as celery_app
 
     celery_app.conf.task_default_queue = queue
     stack.callback(_forget_queue, redis_url, queue)
 
     log_path = data_dir / "worker.log"
     worker = WorkerProcess(
-        [sys.executable, "-m", "celery", "-A", "studio", "worker", "--loglevel", "INFO",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
          "--pool", "threads", "--concurrency", str(args.concurrency), "--queues", queue,
          "--hostname", f"bench-{tag}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         env=worker_env,
@@ -397,7 +397,7 @@ def bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
 
 class WorkerProcess:
-    """`celery -A studio worker` as a subprocess leading its own process group, logging to a file."""
+    """`celery -A config worker` as a subprocess leading its own process group, logging to a file."""
 
     def __init__(self, command: list[str], *, env: dict[str, str], log_path: Path):
         self.command, self.env, self.log_path = command, env, log_path
@@ -443,7 +443,7 @@ def _forget_queue(redis_url: str, queue: str) -> None:
 
     from kombu import Connection
 
-    from studio.settings import _celery_broker_url
+    from config.settings import _celery_broker_url
 
     with contextlib.suppress(Exception), Connection(_celery_broker_url(redis_url)) as broker:
         client = broker.default_channel.client
@@ -471,10 +471,10 @@ def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path
     from accounts import ledger
     from accounts.models import EntryKind
     from accounts.services import user_signup
-    from studio import pricing
+    from studio.engine import pricing
+    from studio.engine.services import generation_submit
+    from studio.engine.spec import GenerationSpec
     from studio.models import ACTIVE_STATUSES, Generation, Status
-    from studio.services import generation_submit
-    from studio.spec import GenerationSpec
 
     if not args.backlog:
         worker.start()

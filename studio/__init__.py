@@ -1,3 +1,1 @@
-from .celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The studio app: creative work (projects, generations, images), its engine, its pages and its public API."""

@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
+from studio.engine.services import generation_refund
 from studio.models import Generation, GenerationInput, Image, PriceRule, Project
-from studio.services import generation_refund
 
 GENERATION_FIELDS = (
     "id",

@@ -10,8 +10,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Workspace
-from studio import spec as spec_module
-from studio.spec import GenerationSpec
+from studio.engine import spec as spec_module
+from studio.engine.spec import GenerationSpec
 
 
 class Project(models.Model):
@@ -111,7 +111,7 @@ class Generation(models.Model):
         ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="generations"
     )
     idempotency_key = models.CharField(max_length=100, blank=True)
-    # Where to POST the final status of an API task (signed; see studio.webhooks).
+    # Where to POST the final status of an API task (signed; see studio.engine.webhooks).
     callback_url = models.URLField(max_length=2000, blank=True)
 
     prompt = models.TextField()
@@ -195,11 +195,6 @@ class Generation(models.Model):
             self.refresh_from_db()
         return won
 
-    def touch(self, **changes) -> None:
-        """Record progress of a running generation (stage, partial image) and bump its sequence."""
-        Generation.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes)
-        self.refresh_from_db()
-
 
 class Image(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -216,7 +211,7 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["generation", "index"]
-        # The gallery's order, newest first with the id as a tie-break for its cursor (studio.gallery).
+        # The gallery's order, newest first with the id as a tie-break for its cursor (studio.web.gallery).
         indexes = [models.Index(fields=["workspace", "-created_at", "-id"], name="image_gallery_order")]
 
     def __str__(self) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from celery.contrib.testing.worker import start_worker
 
-from studio.celery import app as celery_app
+from config.celery import app as celery_app
 
 
 @contextlib.contextmanager

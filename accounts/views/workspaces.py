@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.access import get_membership_for_user, get_owner_membership_for_user
 from accounts.forms import InvitationForm, RoleForm, WorkspaceForm
+from accounts.http import safe_next
 from accounts.middleware import SESSION_KEY
 from accounts.models import Invitation, Membership
 from accounts.services import (
@@ -24,7 +25,6 @@ from accounts.services import (
     workspace_create,
     workspace_leave,
 )
-from accounts.views.auth import safe_next
 
 
 def _members_context(membership: Membership, invitation_form: InvitationForm | None = None) -> dict:

@@ -15,10 +15,10 @@ from django.urls import Resolver404, resolve
 from accounts.models import Workspace
 from studio.api import links
 from studio.api.errors import ApiError, invalid, not_found
-from studio.fetch import FetchRefused, check_url
-from studio.images import ImageProblem, check_image
+from studio.engine.fetch import FetchRefused, check_url
+from studio.engine.images import ImageProblem, check_image
+from studio.engine.services import SubmittedImage
 from studio.models import Image
-from studio.services import SubmittedImage
 
 DATA_URI = re.compile(r"^data:image/(png|jpe?g|webp);base64,(?P<data>.+)$", re.IGNORECASE | re.DOTALL)
 

@@ -8,7 +8,7 @@ alias.
 from dataclasses import dataclass
 
 from studio.api.errors import ApiError, invalid
-from studio.spec import ASPECT_RATIOS, MAX_INPUT_IMAGES, GenerationSpec, SpecError, size_for
+from studio.engine.spec import ASPECT_RATIOS, MAX_INPUT_IMAGES, GenerationSpec, SpecError, size_for
 
 MODEL_ALIASES = {
     "gpt-image-2": None,

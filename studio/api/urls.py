@@ -1,26 +1,68 @@
-from django.urls import path
+"""The public API on django-ninja: one router per dialect, one auth class, errors in each dialect's shape
+(`studio.api.errors`), and the OpenAPI document generated from the schemas at /v1/openapi.json, with
+interactive docs at /api/docs."""
 
-from studio.api import openai_views, openapi, task_dialects
+import inspect
+import re
+from collections.abc import Callable
 
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Router
+
+from studio.api import errors, givon, native, openai, sinancode, sjinn
+from studio.api.auth import ApiKeyAuth
+
+api = NinjaAPI(
+    title="Studio API",
+    version="1",
+    description=(
+        "GPT-Image-2 through the OpenAI Images API and the task APIs of other GPT-Image-2 services, "
+        "paid in studio credits. Authenticate with `Authorization: Bearer KEY` (a key from the API keys "
+        "page)."
+    ),
+    auth=ApiKeyAuth(),
+    urls_namespace="api",
+    openapi_url="/v1/openapi.json",
+    docs_url="/api/docs",
+)
+errors.install(api)
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def answer_other_methods_with_405(router: Router) -> None:
+    """A method a path does not serve answers 405 in the dialect's error shape (ninja's own 405 is plain
+    text), naming the methods it does serve."""
+    for path, path_view in list(router.path_operations.items()):
+        allowed = sorted({method for operation in path_view.operations for method in operation.methods})
+        others = [method for method in METHODS if method not in allowed]
+        router.add_api_operation(
+            path,
+            others,
+            _not_allowed(path, allowed),
+            auth=None,
+            include_in_schema=False,
+            url_name=path_view.url_name,
+        )
+
+
+def _not_allowed(path: str, allowed: list[str]) -> Callable[..., HttpResponse]:
+    def not_allowed(request: HttpRequest, **path_parameters: str) -> HttpResponse:
+        raise errors.method_not_allowed(allowed)
+
+    # ninja reads the path's parameters from the view's signature; the answer does not depend on them.
+    parameters = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    parameters += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+    not_allowed.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return not_allowed
+
+
+for dialect in (openai.router, native.router, sjinn.router, sinancode.router, givon.router):
+    answer_other_methods_with_405(dialect)
+    api.add_router("", dialect)
+
+urlpatterns = api.urls[0]
 app_name = "api"
-
-urlpatterns = [
-    # OpenAI Images API
-    path("v1/images/generations", openai_views.images_generations, name="images-generations"),
-    path("v1/images/edits", openai_views.images_edits, name="images-edits"),
-    path("v1/models", openai_views.models, name="models"),
-    path("v1/files/<str:token>", openai_views.image_link, name="image-link"),
-    path("v1/openapi.json", openapi.openapi, name="openapi"),
-    # Native task API
-    path("api/v1/tasks", task_dialects.native_tasks, name="tasks"),
-    path("api/v1/tasks/<str:task_id>", task_dialects.native_task, name="task"),
-    # sjinn dialect
-    path("api/un-api/create_tool_task", task_dialects.sjinn_create, name="sjinn-create"),
-    path("api/un-api/query_tool_task_status", task_dialects.sjinn_query, name="sjinn-query"),
-    # sinancode dialect
-    path("v1/generate/k/gpt-image-2-image-to-image", task_dialects.sinancode_create, name="sinancode-create"),
-    path("v1/tasks/<str:task_id>", task_dialects.sinancode_task, name="sinancode-task"),
-    # givon dialect
-    path("api/v1/generations", task_dialects.givon_generations, name="givon-create"),
-    path("api/v1/generations/<str:task_id>", task_dialects.givon_generation, name="givon-task"),
-]

@@ -10,9 +10,9 @@ from django.db.models import Sum
 
 from accounts.ledger import InsufficientCredits
 from accounts.models import EntryKind, LedgerEntry, Membership
+from studio.engine.services import generation_fail, generation_refund, generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
-from studio.services import generation_fail, generation_refund, generation_submit
-from studio.spec import GenerationSpec
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -61,7 +61,7 @@ def studio_url(django_db_setup, django_db_blocker, private_media_root, task_queu
     }
     log = open(Path(private_media_root).parent / f"daphne-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "studio.asgi:application"],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
         cwd=ROOT,
         env=env,
         stdout=log,

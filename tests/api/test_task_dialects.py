@@ -12,8 +12,8 @@ import pytest
 from PIL import Image as PillowImage
 
 from accounts.models import ApiKey
+from studio.engine.webhooks import verify
 from studio.models import Generation, Source, Status, WebhookDelivery
-from studio.webhooks import verify
 from tests.conftest import png_bytes
 from tests.studio.helpers import finished_generation, personal_membership
 
@@ -305,7 +305,7 @@ def test_a_finished_task_posts_a_signed_webhook_retried_until_delivered(api, wor
 
 
 def test_a_failed_task_refunds_and_reports_in_the_dialect(api, worker, alice, monkeypatch):
-    from studio.providers import Rejected
+    from studio.engine.providers import Rejected
 
     class Refusing:
         name = "refusing"
@@ -313,7 +313,7 @@ def test_a_failed_task_refunds_and_reports_in_the_dialect(api, worker, alice, mo
         def generate(self, spec, *, images, mask):
             raise Rejected("The request was blocked by the safety system.", code="moderation_blocked")
 
-    monkeypatch.setattr("studio.runner.get_provider", lambda name: Refusing())
+    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: Refusing())
     task = api.post("/api/v1/tasks", json={"prompt": "forbidden"}).json()
     status = poll(
         api, f"/api/v1/tasks/{task['id']}", lambda answer: answer["status"] not in ("queued", "running")

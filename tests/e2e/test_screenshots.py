@@ -3,7 +3,7 @@
 Every run visits the pages and checks that each renders without a console error; the pictures go to a
 temporary folder. To refresh the ones in the README:
 
-    STUDIO_SCREENSHOTS=docs/screenshots .venv/bin/python -m studio.embedded_redis \\
+    STUDIO_SCREENSHOTS=docs/screenshots .venv/bin/python -m studio.management.embedded_redis \\
         .venv/bin/pytest tests/e2e/test_screenshots.py -p no:cacheprovider
 """
 

@@ -2,10 +2,10 @@
 
 from django.core.files.base import ContentFile
 
-from studio.images import thumbnail
+from studio.engine.images import thumbnail
+from studio.engine.services import generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Image, Status
-from studio.services import generation_submit
-from studio.spec import GenerationSpec
 from tests.conftest import png_bytes
 
 

@@ -15,9 +15,9 @@ from django.utils import timezone
 from accounts.middleware import SESSION_KEY
 from accounts.models import Invitation, Membership, Role
 from accounts.services import invitation_create
+from studio.engine.services import generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Project, Status
-from studio.services import generation_submit
-from studio.spec import GenerationSpec
 from tests.conftest import png_bytes
 from tests.studio.helpers import finished_generation
 

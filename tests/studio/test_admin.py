@@ -6,9 +6,9 @@ import re
 import pytest
 
 from accounts.models import EntryKind, LedgerEntry
+from studio.engine.services import generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, PriceRule, Status
-from studio.services import generation_submit
-from studio.spec import GenerationSpec
 from tests.studio.helpers import personal_membership
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
@@ -69,7 +69,7 @@ def test_the_refund_action_skips_generations_that_are_not_failed_or_canceled(adm
 
 
 def test_a_failure_already_refunded_by_the_runner_is_not_refunded_again(admin_client, alice):
-    from studio.services import generation_fail
+    from studio.engine.services import generation_fail
 
     generation = generation_submit(
         membership=personal_membership(alice), spec=GenerationSpec.build(prompt="x")

@@ -8,11 +8,11 @@ import pytest
 from django.core.files.storage import default_storage
 
 from accounts.models import EntryKind, LedgerEntry
-from studio import runner
+from studio.engine import runner
+from studio.engine.providers import Completed, FinalImage
+from studio.engine.services import generation_cancel, generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
-from studio.providers import Completed, FinalImage
-from studio.services import generation_cancel, generation_submit
-from studio.spec import GenerationSpec
 from tests.conftest import png_bytes
 from tests.studio.helpers import personal_membership
 from tests.studio.workers import (
@@ -61,7 +61,7 @@ def refunds_of(generation: Generation) -> list[int]:
 
 
 def attempt_outcomes(caplog, generation: Generation) -> list[str]:
-    messages = [record.getMessage() for record in caplog.records if record.name == "studio.runner"]
+    messages = [record.getMessage() for record in caplog.records if record.name == "studio.engine.runner"]
     lines = [json.loads(message) for message in messages if message.startswith("{")]
     return [line["outcome"] for line in lines if line["generation"] == str(generation.pk)]
 
@@ -69,7 +69,7 @@ def attempt_outcomes(caplog, generation: Generation) -> list[str]:
 def test_the_author_cancels_a_running_generation_and_the_runner_stops_without_storing_anything(
     slow_worker, finished, alice, caplog, deleted_files
 ):
-    caplog.set_level(logging.INFO, logger="studio.runner")
+    caplog.set_level(logging.INFO, logger="studio.engine.runner")
     membership = personal_membership(alice)
     generation = generation_submit(
         membership=membership, spec=GenerationSpec.build(prompt="a slow comet", partial_images=3)
@@ -96,7 +96,7 @@ def test_the_author_cancels_a_running_generation_and_the_runner_stops_without_st
 def test_a_result_that_arrives_after_the_cancel_is_discarded_and_its_files_deleted(
     slow_worker, finished, alice, caplog, deleted_files, settings
 ):
-    caplog.set_level(logging.INFO, logger="studio.runner")
+    caplog.set_level(logging.INFO, logger="studio.engine.runner")
     settings.LOCAL_PROVIDER_STEP_SECONDS = 1.0
     membership = personal_membership(alice)
     # No partial images: the only event is the final result, a second after the start.
@@ -119,7 +119,7 @@ def test_a_result_that_arrives_after_the_cancel_is_discarded_and_its_files_delet
 
 def test_a_generation_canceled_while_queued_is_never_run(settings, finished, alice, monkeypatch):
     calls = []
-    monkeypatch.setattr("studio.runner.get_provider", lambda name: calls.append(name))
+    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: calls.append(name))
     membership = personal_membership(alice)
     queue = new_queue()
     with tasks_sent_to(queue):  # enqueued, with no worker on the queue yet

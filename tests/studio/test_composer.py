@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PillowImage
 
-from studio import images as image_files
+from studio.engine import images as image_files
 from studio.models import Generation, GenerationInput, InputRole
 from tests.conftest import png_bytes
 from tests.studio.helpers import finished_generation, personal_membership
@@ -374,9 +374,9 @@ def test_two_sources_at_once_are_a_field_error(logged_in, alice):
 
 
 def test_reuse_settings_fills_the_composer_from_a_generation(client, alice, bob):
+    from studio.engine.services import generation_submit
+    from studio.engine.spec import GenerationSpec
     from studio.models import Generation
-    from studio.services import generation_submit
-    from studio.spec import GenerationSpec
     from tests.studio.helpers import personal_membership
 
     generation = generation_submit(

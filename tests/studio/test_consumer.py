@@ -3,10 +3,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 
 from accounts import ledger
 from accounts.models import EntryKind
-from studio.events import publish_generation_changed
+from studio.engine.events import publish_generation_changed
+from studio.engine.services import generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
-from studio.services import generation_submit
-from studio.spec import GenerationSpec
 from tests.studio.helpers import personal_membership
 from tests.studio.websocket import communicator_for, receive_all, session_headers
 
@@ -26,7 +26,7 @@ def no_worker(monkeypatch):
 def test_an_anonymous_socket_is_refused(db):
     from channels.testing import WebsocketCommunicator
 
-    from studio.asgi import application
+    from config.asgi import application
 
     async def scenario():
         communicator = WebsocketCommunicator(

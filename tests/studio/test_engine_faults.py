@@ -10,18 +10,18 @@ import pytest
 from PIL import Image as PillowImage
 
 from accounts.models import EntryKind, LedgerEntry
-from studio.images import check_image
-from studio.models import Generation, Status
-from studio.providers import Completed, FinalImage
-from studio.providers.local import LocalProvider
-from studio.providers.openai import (
+from studio.engine.images import check_image
+from studio.engine.providers import Completed, FinalImage
+from studio.engine.providers.local import LocalProvider
+from studio.engine.providers.openai import (
     CREDENTIALS_MESSAGE,
     DAMAGED_IMAGE_MESSAGE,
     MODERATION_MESSAGE,
     QUOTA_MESSAGE,
 )
-from studio.services import SubmittedImage, generation_submit
-from studio.spec import GenerationSpec
+from studio.engine.services import SubmittedImage, generation_submit
+from studio.engine.spec import GenerationSpec
+from studio.models import Generation, Status
 from tests.conftest import png_bytes
 from tests.fake_upstream import FAILURE_MODES, FakeUpstream
 from tests.studio.helpers import personal_membership
@@ -112,7 +112,7 @@ def money_of(user, generation: Generation) -> dict:
 
 def attempt_logs(caplog, generation: Generation) -> list[dict]:
     """The structured lines the runner logged for the generation's attempts."""
-    messages = [record.getMessage() for record in caplog.records if record.name == "studio.runner"]
+    messages = [record.getMessage() for record in caplog.records if record.name == "studio.engine.runner"]
     lines = [json.loads(message) for message in messages if message.startswith("{")]
     return [line for line in lines if line["generation"] == str(generation.pk)]
 
@@ -182,7 +182,7 @@ def test_a_rejection_fails_at_once_after_one_attempt_and_refunds(upstream, finis
 
 
 def test_retries_wait_longer_each_time(upstream, finished, alice, settings, caplog):
-    caplog.set_level(logging.INFO, logger="studio.runner")
+    caplog.set_level(logging.INFO, logger="studio.engine.runner")
     settings.GENERATION_RETRY_BACKOFF_SECONDS = 0.3
     upstream.fail_next("500", "500", "500")
 
@@ -199,7 +199,7 @@ def test_retries_wait_longer_each_time(upstream, finished, alice, settings, capl
 
 
 def test_a_streamed_success_records_what_the_upstream_reported(upstream, finished, alice, caplog):
-    caplog.set_level(logging.INFO, logger="studio.runner")
+    caplog.set_level(logging.INFO, logger="studio.engine.runner")
     upstream.latency = 0.2
     wanted = spec(aspect_ratio="3:2", quality="high", output_format="webp", partial_images=2)
 
@@ -241,7 +241,7 @@ def test_a_plain_answer_records_the_revised_prompt(upstream, finished, alice):
 
 
 def test_each_attempt_writes_one_structured_log_line(upstream, finished, alice, caplog):
-    caplog.set_level(logging.INFO, logger="studio.runner")
+    caplog.set_level(logging.INFO, logger="studio.engine.runner")
     upstream.fail_next("429_rate_limit")
 
     generation = generate(alice, finished, spec())
@@ -291,7 +291,7 @@ def test_a_result_without_an_image_or_with_an_unreadable_one_is_retried(
                 return
             yield from super().generate(spec, images=images, mask=mask)
 
-    monkeypatch.setattr("studio.runner.get_provider", lambda name: BrokenThenFine())
+    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: BrokenThenFine())
     generation = finished.wait(
         generation_submit(
             membership=personal_membership(alice), spec=spec(partial_images=0), provider="local"

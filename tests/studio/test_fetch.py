@@ -6,7 +6,7 @@ import socket
 import httpx
 import pytest
 
-from studio.fetch import FetchRefused, Limits, fetch_image
+from studio.engine.fetch import FetchRefused, Limits, fetch_image
 from tests.conftest import png_bytes
 
 PUBLIC = "93.184.215.14"

@@ -1,4 +1,4 @@
-"""The gallery, the image page, bulk actions and the prompt history (studio.gallery)."""
+"""The gallery, the image page, bulk actions and the prompt history (studio.web.gallery)."""
 
 import io
 import re
@@ -12,10 +12,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.middleware import SESSION_KEY
-from studio.images import check_image
+from studio.engine.images import check_image
+from studio.engine.services import SubmittedImage, generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Favourite, Generation, Image, Project, Source, Status
-from studio.services import SubmittedImage, generation_submit
-from studio.spec import GenerationSpec
 from tests.conftest import png_bytes
 from tests.studio.helpers import finish, finished_generation, personal_membership
 
@@ -668,7 +668,7 @@ def test_bulk_actions_ignore_images_of_other_workspaces(client, team, alice, sha
 
 
 def test_a_generation_of_several_images_stays_while_one_remains(alice, django_capture_on_commit_callbacks):
-    from studio.services import images_delete
+    from studio.engine.services import images_delete
 
     membership = personal_membership(alice)
     generation, image = finished_generation(membership)

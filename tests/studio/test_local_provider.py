@@ -6,9 +6,9 @@ import io
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from studio.providers.base import Completed, InputImage, PartialImage, Rejected
-from studio.providers.local import LocalProvider
-from studio.spec import ASPECT_RATIOS, RESOLUTIONS, GenerationSpec, size_for
+from studio.engine.providers.base import Completed, InputImage, PartialImage, Rejected
+from studio.engine.providers.local import LocalProvider
+from studio.engine.spec import ASPECT_RATIOS, RESOLUTIONS, GenerationSpec, size_for
 
 PROVIDER = LocalProvider()
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}

@@ -6,8 +6,15 @@ import time
 import pytest
 from PIL import Image
 
-from studio.providers.base import Completed, InputImage, PartialImage, ProviderError, Rejected, Transient
-from studio.providers.openai import (
+from studio.engine.providers.base import (
+    Completed,
+    InputImage,
+    PartialImage,
+    ProviderError,
+    Rejected,
+    Transient,
+)
+from studio.engine.providers.openai import (
     CREDENTIALS_MESSAGE,
     DAMAGED_IMAGE_MESSAGE,
     MODERATION_MESSAGE,
@@ -15,7 +22,7 @@ from studio.providers.openai import (
     QUOTA_MESSAGE,
     OpenAIProvider,
 )
-from studio.spec import GenerationSpec
+from studio.engine.spec import GenerationSpec
 from tests.fake_upstream import FakeUpstream, make_image
 
 

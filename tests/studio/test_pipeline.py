@@ -11,10 +11,10 @@ from django.db import connection
 from PIL import Image as PillowImage
 
 from accounts.models import EntryKind, LedgerEntry
+from studio.engine.providers import ProviderError, Rejected
+from studio.engine.services import generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
-from studio.providers import ProviderError, Rejected
-from studio.services import generation_submit
-from studio.spec import GenerationSpec
 from tests.studio.helpers import personal_membership
 from tests.studio.websocket import communicator_for, receive_all, session_headers
 from tests.workers import running_worker
@@ -117,7 +117,7 @@ def test_a_failing_provider_fails_the_card_and_refunds(
     worker, alice, monkeypatch, error, expected_message, expected_calls
 ):
     provider = ExplodingProvider(error)
-    monkeypatch.setattr("studio.runner.get_provider", lambda name: provider)
+    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: provider)
     generation, messages = run_and_listen(alice, GenerationSpec.build(prompt="doomed", n=2))
 
     assert generation.status == Status.FAILED
@@ -131,8 +131,8 @@ def test_a_failing_provider_fails_the_card_and_refunds(
 
 
 def test_transient_errors_are_retried_without_charging_again(worker, alice, monkeypatch):
-    from studio.providers import Transient
-    from studio.providers.local import LocalProvider
+    from studio.engine.providers import Transient
+    from studio.engine.providers.local import LocalProvider
 
     class FlakyProvider(LocalProvider):
         def __init__(self):
@@ -146,7 +146,7 @@ def test_transient_errors_are_retried_without_charging_again(worker, alice, monk
             yield from super().generate(spec, images=images, mask=mask)
 
     provider = FlakyProvider()
-    monkeypatch.setattr("studio.runner.get_provider", lambda name: provider)
+    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: provider)
     generation, _ = run_and_listen(alice, GenerationSpec.build(prompt="third time lucky", partial_images=0))
     assert generation.status == Status.SUCCEEDED
     assert generation.attempts == 3 and provider.calls == 3
@@ -156,10 +156,10 @@ def test_transient_errors_are_retried_without_charging_again(worker, alice, monk
 
 
 def test_transient_errors_past_the_retries_fail_and_refund(worker, alice, monkeypatch):
-    from studio.providers import Transient
+    from studio.engine.providers import Transient
 
     provider = ExplodingProvider(Transient("The image service timed out.", code="timeout"))
-    monkeypatch.setattr("studio.runner.get_provider", lambda name: provider)
+    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: provider)
     generation, _ = run_and_listen(alice, GenerationSpec.build(prompt="never"))
     assert generation.status == Status.FAILED and generation.attempts == 3 and provider.calls == 3
     alice.refresh_from_db()

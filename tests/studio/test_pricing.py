@@ -1,8 +1,8 @@
 import pytest
 
-from studio import pricing
+from studio.engine import pricing
+from studio.engine.spec import GenerationSpec
 from studio.models import PriceRule
-from studio.spec import GenerationSpec
 
 # Prices read the admin's price rules from the database.
 pytestmark = pytest.mark.django_db

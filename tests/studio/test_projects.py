@@ -2,9 +2,9 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from accounts.middleware import SESSION_KEY
+from studio.engine.services import ProjectError, generation_submit, project_archive, project_create
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Project
-from studio.services import ProjectError, generation_submit, project_archive, project_create
-from studio.spec import GenerationSpec
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 

@@ -4,9 +4,9 @@ from django.db.models import Sum
 
 from accounts.ledger import InsufficientCredits
 from accounts.models import EntryKind, LedgerEntry
+from studio.engine.services import generation_cancel, generation_fail, generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Project, Status
-from studio.services import generation_cancel, generation_fail, generation_submit
-from studio.spec import GenerationSpec
 
 
 def membership_of(user):

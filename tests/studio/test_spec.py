@@ -1,6 +1,14 @@
 import pytest
 
-from studio.spec import ASPECT_RATIOS, RESOLUTIONS, GenerationSpec, SpecError, size_for, size_problem, tier_of
+from studio.engine.spec import (
+    ASPECT_RATIOS,
+    RESOLUTIONS,
+    GenerationSpec,
+    SpecError,
+    size_for,
+    size_problem,
+    tier_of,
+)
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import EntryKind, LedgerEntry
-from studio import runner, tasks
+from studio.engine import runner, sweeper, tasks
+from studio.engine.providers import Completed, FinalImage
+from studio.engine.services import generation_cancel, generation_submit
+from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
-from studio.providers import Completed, FinalImage
-from studio.services import generation_cancel, generation_submit
-from studio.spec import GenerationSpec
 from tests.conftest import png_bytes
 from tests.studio.helpers import finished_generation, personal_membership
 from tests.studio.workers import (
@@ -89,11 +89,11 @@ def money(generation: Generation) -> dict[str, list[int]]:
 def test_the_sweeper_fails_and_refunds_a_running_generation_whose_heartbeat_went_stale(alice, stale_after):
     generation = running(submitted(alice), silent_for=STALE_SECONDS + 5)
 
-    assert runner.sweep_stuck_generations() == 1
+    assert sweeper.sweep_stuck_generations() == 1
 
     generation.refresh_from_db()
     assert generation.status == Status.FAILED and generation.error_code == "timeout"
-    assert generation.error == runner.STALLED_ERROR
+    assert generation.error == sweeper.STALLED_ERROR
     assert money(generation) == {"spent": [generation.cost], "refunded": [generation.cost]}
     alice.refresh_from_db()
     assert alice.credits == 1000
@@ -103,10 +103,10 @@ def test_the_sweeper_fails_and_refunds_a_running_generation_whose_heartbeat_went
 def test_the_sweeper_fails_and_refunds_a_generation_queued_past_the_deadline(alice, stale_after):
     generation = queued_for(submitted(alice), 3600 + 5)
 
-    assert runner.sweep_stuck_generations() == 1
+    assert sweeper.sweep_stuck_generations() == 1
 
     generation.refresh_from_db()
-    assert generation.status == Status.FAILED and generation.error == runner.NEVER_STARTED_ERROR
+    assert generation.status == Status.FAILED and generation.error == sweeper.NEVER_STARTED_ERROR
     assert money(generation) == {"spent": [generation.cost], "refunded": [generation.cost]}
 
 
@@ -117,7 +117,7 @@ def test_the_sweeper_leaves_fresh_and_finished_generations_alone(alice, stale_af
     done, _ = finished_generation(personal_membership(alice), "three")
     Generation.objects.filter(pk=done.pk).update(heartbeat_at=timezone.now() - timedelta(days=1))
 
-    assert runner.sweep_stuck_generations() == 0
+    assert sweeper.sweep_stuck_generations() == 0
 
     statuses = {g.pk: g.status for g in Generation.objects.all()}
     assert statuses == {
@@ -132,8 +132,8 @@ def test_the_sweeper_leaves_fresh_and_finished_generations_alone(alice, stale_af
 def test_sweeping_twice_refunds_once(alice, stale_after):
     generation = running(submitted(alice), silent_for=STALE_SECONDS + 5)
 
-    assert runner.sweep_stuck_generations() == 1
-    assert runner.sweep_stuck_generations() == 0
+    assert sweeper.sweep_stuck_generations() == 1
+    assert sweeper.sweep_stuck_generations() == 0
 
     assert money(generation) == {"spent": [generation.cost], "refunded": [generation.cost]}
 
@@ -193,7 +193,7 @@ def test_a_redelivered_task_leaves_a_generation_with_a_fresh_heartbeat_to_its_ru
 def test_a_redelivered_task_does_nothing_for_a_finished_generation(alice, stale_after, end):
     generation = running(submitted(alice), silent_for=STALE_SECONDS + 5)
     if end == "failed":
-        runner.sweep_stuck_generations()
+        sweeper.sweep_stuck_generations()
     elif end == "canceled":
         generation_cancel(generation, membership=personal_membership(alice))
     else:
@@ -216,7 +216,7 @@ def test_the_sweeper_and_a_takeover_never_both_win(alice, stale_after):
     taken_first = running(submitted(alice, "two"), silent_for=STALE_SECONDS + 5)
 
     runner.run_generation(str(taken_first.pk))  # taken over and finished: its heartbeat is fresh again
-    assert runner.sweep_stuck_generations() == 1
+    assert sweeper.sweep_stuck_generations() == 1
     runner.run_generation(str(swept_first.pk))
 
     swept_first.refresh_from_db()
@@ -297,9 +297,9 @@ def test_a_worker_killed_mid_generation_leaves_it_to_the_sweeper_and_its_redeliv
     generation.refresh_from_db()
     assert (generation.status, generation.seq, generation.heartbeat_at) == seen, "nobody should touch it"
     settings.GENERATION_STALE_SECONDS = 1
-    assert runner.sweep_stuck_generations() == 1
+    assert sweeper.sweep_stuck_generations() == 1
     generation.refresh_from_db()
-    assert generation.status == Status.FAILED and generation.error == runner.STALLED_ERROR
+    assert generation.status == Status.FAILED and generation.error == sweeper.STALLED_ERROR
 
     # The broker hands the unacknowledged task to a new worker, which must not run or charge it again.
     redeliver(first.queue)

@@ -3,7 +3,7 @@
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from studio.asgi import application
+from config.asgi import application
 
 
 def session_headers(user) -> list[tuple[bytes, bytes]]:

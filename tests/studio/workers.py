@@ -19,7 +19,7 @@ from celery.signals import task_postrun
 from django.conf import settings
 from django.db import connection
 
-from studio.celery import app as celery_app
+from config.celery import app as celery_app
 from studio.models import Generation
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def database_url() -> str:
 
 
 class WorkerProcess:
-    """`celery -A studio worker --pool threads` in its own process group, as production runs it."""
+    """`celery -A config worker --pool threads` in its own process group, as production runs it."""
 
     def __init__(self, queue: str, log_path: Path, **environment: str):
         self.queue = queue
@@ -128,7 +128,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         env = {key: value for key, value in os.environ.items() if not key.startswith("OPENAI_")}
         env.update(
-            DJANGO_SETTINGS_MODULE="studio.settings",
+            DJANGO_SETTINGS_MODULE="config.settings",
             DATABASE_URL=database_url(),
             REDIS_URL=settings.REDIS_URL,
             CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
@@ -140,7 +140,7 @@ class WorkerProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "celery", "-A", "studio", "worker",
+                    sys.executable, "-m", "celery", "-A", "config", "worker",
                     "--pool", "threads", "--concurrency", "4", "-Q", self.queue,
                     "--hostname", f"{self.queue}-{uuid.uuid4().hex[:4]}@%h", "--loglevel", "INFO",
                     "--without-gossip", "--without-mingle", "--without-heartbeat",

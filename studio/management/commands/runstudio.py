@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from studio.embedded_redis import EmbeddedRedis
+from studio.management.embedded_redis import EmbeddedRedis
 
 STOP_GRACE_SECONDS = 10
 
@@ -51,11 +51,11 @@ class Command(BaseCommand):
             call_command("collectstatic", interactive=False, verbosity=0)
             python = sys.executable
             self._spawn(
-                "web", [python, "-m", "daphne", "-b", host, "-p", str(port), "studio.asgi:application"], env
+                "web", [python, "-m", "daphne", "-b", host, "-p", str(port), "config.asgi:application"], env
             )
             self._spawn(
                 "worker",
-                [python, "-m", "celery", "-A", "studio", "worker", "--loglevel", "INFO",
+                [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
                  "--pool", settings.CELERY_WORKER_POOL, "--concurrency", str(concurrency),
                  "--hostname", f"worker-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
                 env,
@@ -63,7 +63,7 @@ class Command(BaseCommand):
             if not no_beat:
                 self._spawn(
                     "beat",
-                    [python, "-m", "celery", "-A", "studio", "beat", "--loglevel", "INFO",
+                    [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
                      "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
                     env,
                 )  # fmt: skip

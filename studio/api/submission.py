@@ -1,0 +1,118 @@
+"""What the task dialects share: turning a request into a paid, queued generation, finding a caller's task,
+and the pieces of a task's status (result links, progress, times)."""
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest
+
+from accounts.ledger import InsufficientCredits
+from studio.api import links
+from studio.api.auth import Caller
+from studio.api.errors import forbidden, insufficient_credits, invalid, not_found
+from studio.api.image_refs import resolve_image, resolve_images
+from studio.engine.fetch import FetchRefused, check_url
+from studio.engine.services import generation_submit
+from studio.engine.spec import GenerationSpec, SpecError
+from studio.models import Generation, Status
+
+
+def own_hosts(request: HttpRequest) -> set[str]:
+    """The names this studio answers to: links on them are its own media, read from storage."""
+    hosts = {request.get_host().rpartition(":")[0] or request.get_host()}
+    hosts |= {host.lstrip(".") for host in settings.ALLOWED_HOSTS if host != "*"}
+    return {host.lower().strip("[]") for host in hosts}
+
+
+def build_spec(**fields: Any) -> GenerationSpec:
+    try:
+        return GenerationSpec.build(**fields)
+    except SpecError as error:
+        param, message = next(iter(error.errors.items()))
+        raise invalid(message, param=param) from error
+
+
+def idempotency_key(request: HttpRequest) -> str:
+    return request.headers.get("Idempotency-Key", "")[:100]
+
+
+def submit(
+    request: HttpRequest,
+    caller: Caller,
+    *,
+    spec_fields: dict[str, Any],
+    references: list[str] | None,
+    mask: str | None,
+    source: str,
+    callback_url: str = "",
+) -> Generation:
+    """Check everything, then charge and queue: a refusal (400, 402, 403, 404) has charged nothing."""
+    workspace = caller.membership.workspace
+    hosts = own_hosts(request)
+    submitted = resolve_images(references, workspace=workspace, own_hosts=hosts, param="images")
+    submitted_mask = resolve_image(mask, workspace=workspace, own_hosts=hosts, param="mask") if mask else None
+    if submitted_mask is not None and not submitted:
+        raise invalid("A mask needs a source image.", param="mask")
+    spec = build_spec(**spec_fields, input_images=len(submitted), has_mask=submitted_mask is not None)
+    if callback_url and not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        try:
+            check_url(callback_url)
+        except FetchRefused as error:
+            raise invalid(f"callback: {error}", param="callback_url", code="url_refused") from error
+    try:
+        return generation_submit(
+            membership=caller.membership,
+            spec=spec,
+            references=submitted,
+            mask=submitted_mask,
+            idempotency_key=idempotency_key(request),
+            source=source,
+            api_key=caller.key,
+            callback_url=callback_url,
+        )
+    except InsufficientCredits as error:
+        raise insufficient_credits(error.needed, error.balance) from error
+    except PermissionDenied as error:
+        raise forbidden(str(error)) from error
+
+
+def task_for(caller: Caller, task_id: str) -> Generation:
+    """A task of the key's workspace; any other id, or another workspace's, is not found."""
+    try:
+        generation = (
+            Generation.objects.filter(pk=task_id, workspace=caller.membership.workspace)
+            .prefetch_related("images")
+            .first()
+        )
+    except ValidationError:  # not a UUID
+        generation = None
+    if generation is None:
+        raise not_found("No such task.")
+    return generation
+
+
+def base_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/")
+
+
+def result_urls(generation: Generation, base: str) -> list[str]:
+    return [base.rstrip("/") + links.signed_path(image.pk) for image in generation.images.all()]
+
+
+def progress(generation: Generation) -> int:
+    if not generation.is_active:
+        return 100
+    if generation.status == Status.QUEUED:
+        return 0
+    expected = max(1, generation.spec.get("partial_images") or 0)
+    return min(95, 10 + 80 * generation.partial_count // expected)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def is_finished_badly(generation: Generation) -> bool:
+    return generation.status in (Status.FAILED, Status.CANCELED)

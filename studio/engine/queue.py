@@ -1,0 +1,20 @@
+"""What the engine asks workers to do, sent by task name: nothing here imports a task module, so the services
+never import the tasks and the tasks never import back up.
+
+The names are the wire format between web and worker processes: they stay stable across upgrades, so a
+message queued by an older release still finds its task.
+"""
+
+from celery import current_app
+
+RUN_GENERATION = "studio.tasks.run_generation"
+SWEEP_STUCK_GENERATIONS = "studio.tasks.sweep_stuck_generations"
+DELIVER_WEBHOOK = "studio.tasks.deliver_webhook"
+
+
+def run_generation(generation_id: object) -> None:
+    current_app.send_task(RUN_GENERATION, args=[str(generation_id)])
+
+
+def deliver_webhook(generation_id: object) -> None:
+    current_app.send_task(DELIVER_WEBHOOK, args=[str(generation_id)])

@@ -1,0 +1,374 @@
+"""Drive a provider for one generation: claim it, stream its events into the database and to the pages,
+store the results, retry what may pass, and fail (with a refund) what will not.
+
+No database connection is held while the upstream works: a worker thread may wait minutes for an image, and
+a hundred of them must not pin a hundred connections. Every write is brief, and the connection is handed
+back right after it (`release_connection`), before the provider is asked for its next event.
+
+Who owns a generation: the runner that claimed it. A claim is a conditional update (queued to running, or,
+for a task redelivered after its worker died, running with a silent heartbeat to running again) that sets
+`started_at` anew, and every later write of the runner is conditional on the row still being running with
+that `started_at`. So a canceled generation, one failed by the sweeper, or one claimed again by another
+worker stops its old runner at its next write (`Canceled`), and at most one runner ever completes it.
+
+The heartbeat is written when each attempt starts and with each partial image, so a live runner is silent
+for at most one upstream wait (the read timeout, OPENAI_TIMEOUT_4K_SECONDS at most) plus a retry backoff.
+GENERATION_STALE_SECONDS (600 s by default) must stay above that, or the sweeper fails live generations.
+"""
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from studio.engine import images as image_files
+from studio.engine.events import publish_generation_changed
+from studio.engine.fetch import FetchRefused, fetch_image
+from studio.engine.providers import (
+    Completed,
+    InputImage,
+    PartialImage,
+    Provider,
+    ProviderError,
+    Transient,
+    get_provider,
+)
+from studio.engine.providers.base import FinalImage
+from studio.engine.services import generation_fail, generation_finish
+from studio.engine.spec import GenerationSpec
+from studio.models import Generation, Image, InputRole, Status
+
+logger = logging.getLogger("studio.engine.runner")
+
+UNEXPECTED_ERROR = "Something went wrong on our side while making this image. Your credits were refunded."
+DAMAGED_IMAGE_ERROR = "The image service sent a damaged image."
+
+
+class Canceled(Exception):
+    """The generation stopped being ours (canceled, failed by the sweeper, claimed again) while we worked."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    """A final image, checked and thumbnailed before any transaction is opened."""
+
+    final: FinalImage
+    image: image_files.CheckedImage
+    thumbnail: bytes
+
+
+def release_connection() -> None:
+    # Hand the connection back before a long wait; Django opens a new one on the next query.
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def silent(since: datetime) -> Q:
+    """Running generations whose runner has not been heard from since `since`."""
+    return Q(status=Status.RUNNING) & (Q(heartbeat_at__lt=since) | Q(heartbeat_at__isnull=True))
+
+
+def _mine(generation: Generation) -> QuerySet:
+    """The generation's row, if this runner still owns it (see the module docstring)."""
+    return Generation.objects.filter(
+        pk=generation.pk, status=Status.RUNNING, started_at=generation.started_at
+    )
+
+
+def run_generation(generation_id: str) -> None:
+    close_old_connections()
+    try:
+        generation = Generation.objects.filter(pk=generation_id).first()
+        if generation is None:
+            logger.warning("generation %s does not exist", generation_id)
+            return
+        claim = _claim(generation)
+        if claim is None:
+            logger.info("generation %s is %s: nothing to do", generation_id, generation.status)
+            return
+        if claim == "reclaimed":
+            logger.warning("generation %s: its worker went silent; running it again", generation_id)
+        try:
+            spec = generation.generation_spec
+            references, mask = _load_inputs(generation)
+            release_connection()
+            publish_generation_changed(generation)
+            provider = get_provider(generation.provider)
+            _run_attempts(generation, provider, spec, references, mask)
+        except Canceled:
+            logger.info("generation %s was stopped while running", generation_id)
+        except FetchRefused as error:
+            with contextlib.suppress(Canceled):
+                _fail(generation, message=f"An input image could not be used: {error}", code="input_refused")
+        except Exception:
+            logger.exception("generation %s failed unexpectedly", generation_id)
+            with contextlib.suppress(Canceled):
+                _fail(generation, message=UNEXPECTED_ERROR, code="internal_error")
+    finally:
+        release_connection()
+
+
+def _claim(generation: Generation) -> str | None:
+    """Take the generation: "claimed" when it was queued, "reclaimed" when its runner went silent, else None.
+
+    A task is acknowledged only when it ends (acks_late), so a worker killed mid-generation leaves it to be
+    delivered again, with the row still running. If the old runner has been silent past the stale deadline,
+    this delivery takes it over and draws it again: the author gets the image they paid for (one spend,
+    nothing charged again) instead of a failure. The same heartbeat condition keeps the sweeper and this
+    claim from both winning, and a live runner (its heartbeat fresh) from being taken over.
+    """
+    if generation.transition(from_statuses=(Status.QUEUED,), to=Status.RUNNING, stage="Starting"):
+        return "claimed"
+    now = timezone.now()
+    silent_since = now - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
+    reclaimed = Generation.objects.filter(silent(silent_since), pk=generation.pk).update(
+        started_at=now, heartbeat_at=now, stage="Starting again", seq=F("seq") + 1
+    )
+    generation.refresh_from_db()
+    return "reclaimed" if reclaimed else None
+
+
+def _load_inputs(generation: Generation) -> tuple[list[InputImage], InputImage | None]:
+    references: list[InputImage] = []
+    mask = None
+    for item in generation.inputs.all():
+        if item.url and not item.file:
+            # An image the client gave by URL: fetched here, in the worker, with the SSRF guard and limits,
+            # and kept with the generation for its lineage.
+            release_connection()
+            checked = fetch_image(item.url)
+            item.content_type = checked.content_type
+            item.file.save(
+                f"{generation.pk}-{item.role}-{item.position}.{checked.format}", ContentFile(checked.data)
+            )
+            data = checked.data
+        else:
+            with item.file.open("rb") as handle:
+                data = handle.read()
+        extension = item.content_type.split("/")[-1]
+        image = InputImage(
+            data=data, filename=f"{item.role}-{item.position}.{extension}", content_type=item.content_type
+        )
+        if item.role == InputRole.MASK:
+            mask = image
+        else:
+            references.append(image)
+    return references, mask
+
+
+def _run_attempts(
+    generation: Generation,
+    provider: Provider,
+    spec: GenerationSpec,
+    references: list[InputImage],
+    mask: InputImage | None,
+) -> None:
+    max_attempts = 1 + settings.GENERATION_MAX_RETRIES
+    for attempt in range(1, max_attempts + 1):
+        _update(generation, attempts=attempt, stage="Waiting for the image model")
+        started = time.monotonic()
+        outcome, error, result = "error", None, None
+        try:
+            result = _draw(generation, provider, spec, references, mask)
+            latency = time.monotonic() - started
+            _complete(generation, result, _check(result), latency=latency)
+            outcome = "succeeded"
+        except ProviderError as provider_error:
+            error = provider_error
+            outcome = "retrying" if provider_error.retryable and attempt < max_attempts else "failed"
+        except Canceled:
+            outcome = "canceled"
+            raise
+        finally:
+            _log_attempt(generation, provider, attempt, started, outcome, error, result)
+        if outcome == "succeeded":
+            return
+        if outcome == "failed":
+            _fail(generation, message=error.message, code=error.code or "upstream_error")
+            return
+        _update(generation, stage=f"Retrying after a temporary problem ({attempt} of {max_attempts - 1})")
+        time.sleep(settings.GENERATION_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+def _draw(
+    generation: Generation,
+    provider: Provider,
+    spec: GenerationSpec,
+    references: list[InputImage],
+    mask: InputImage | None,
+) -> Completed:
+    """Store partial images as they come; return the provider's result. No connection is held meanwhile."""
+    events = provider.generate(spec, images=references, mask=mask)
+    try:
+        for event in events:
+            if isinstance(event, PartialImage):
+                _store_partial(generation, event)
+            elif isinstance(event, Completed):
+                return event
+    finally:
+        # When we stop early (canceled), close the provider's stream at once, not when it is collected.
+        if close := getattr(events, "close", None):
+            close()
+    raise RuntimeError("the provider ended without a result")
+
+
+def _check(result: Completed) -> list[_Checked]:
+    """Check and thumbnail the final images, outside any transaction (it takes a while for large images)."""
+    if not result.images:
+        raise Transient(
+            "The image service answered without an image. Try again.",
+            code="no_image",
+            request_id=result.request_id,
+        )
+    checked = []
+    for final in result.images:
+        try:
+            image = image_files.check_image(final.data, max_bytes=1 << 31)
+        except image_files.ImageProblem as problem:
+            raise Transient(
+                DAMAGED_IMAGE_ERROR, code="invalid_image", request_id=result.request_id
+            ) from problem
+        checked.append(_Checked(final=final, image=image, thumbnail=image_files.thumbnail(final.data)))
+    return checked
+
+
+def _log_attempt(
+    generation: Generation,
+    provider: Provider,
+    attempt: int,
+    started: float,
+    outcome: str,
+    error: ProviderError | None,
+    result: Completed | None,
+) -> None:
+    """One structured line per attempt, from what the attempt returned (no database read)."""
+    record = {
+        "event": "generation_attempt",
+        "generation": str(generation.pk),
+        "provider": provider.name,
+        "attempt": attempt,
+        "outcome": outcome,
+        "latency_ms": round((time.monotonic() - started) * 1000),
+        "request_id": (error.request_id if error else "") or (result.request_id if result else ""),
+        "error_code": error.code if error else "",
+        "status": error.status if error else None,
+        "error": error.message if error else "",
+        "size": result.size if result else "",
+        "quality": result.quality if result else "",
+        "output_format": result.output_format if result else "",
+        "usage": dataclasses.asdict(result.usage) if result and result.usage else None,
+    }
+    level = logging.WARNING if outcome in ("failed", "error") else logging.INFO
+    logger.log(level, json.dumps(record))
+
+
+def _update(generation: Generation, **changes) -> None:
+    """Record progress, unless the generation stopped being ours meanwhile (then raise Canceled)."""
+    updated = _mine(generation).update(heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes)
+    if not updated:
+        release_connection()
+        raise Canceled
+    generation.refresh_from_db()
+    release_connection()
+    publish_generation_changed(generation)
+
+
+def _store_partial(generation: Generation, event: PartialImage) -> None:
+    spec_format = generation.spec.get("output_format", "png")
+    name = default_storage.save(
+        f"partials/{generation.pk}-{event.index}.{spec_format}", ContentFile(event.data)
+    )
+    previous = generation.partial_image.name
+    try:
+        _update(generation, partial_image=name, partial_count=F("partial_count") + 1, stage="Drawing")
+    except Canceled:
+        default_storage.delete(name)
+        raise
+    if previous and previous != name:
+        default_storage.delete(previous)
+
+
+def _complete(generation: Generation, result: Completed, checked: list[_Checked], *, latency: float) -> None:
+    """Store the images and mark the generation succeeded, if it is still ours; else delete what was stored.
+
+    Files are written before the transaction, which stays short: a few inserts and one update.
+    """
+    saved: list[str] = []
+    try:
+        images = []
+        for index, item in enumerate(checked):
+            image = Image(
+                generation=generation,
+                workspace_id=generation.workspace_id,
+                index=index,
+                width=item.image.width,
+                height=item.image.height,
+                format=item.image.format,
+                bytes=len(item.final.data),
+            )
+            stem = f"{generation.pk}-{index}"
+            image.file.save(f"{stem}.{item.image.format}", ContentFile(item.final.data), save=False)
+            saved.append(image.file.name)
+            image.thumbnail.save(f"{stem}.webp", ContentFile(item.thumbnail), save=False)
+            saved.append(image.thumbnail.name)
+            images.append(image)
+        usage = result.usage
+        with transaction.atomic():
+            # Lock the row, so nobody cancels or fails it between this check and the transition.
+            if not _mine(generation).select_for_update().exists():
+                raise Canceled
+            for image in images:
+                image.save()
+            won = generation_finish(
+                generation,
+                from_statuses=(Status.RUNNING,),
+                to=Status.SUCCEEDED,
+                stage="",
+                revised_prompt=next(
+                    (final.revised_prompt for final in result.images if final.revised_prompt), ""
+                ),
+                usage=(
+                    {
+                        "input_tokens": usage.input_tokens,
+                        "output_tokens": usage.output_tokens,
+                        "total_tokens": usage.total_tokens,
+                        "details": usage.details,
+                    }
+                    if usage
+                    else None
+                ),
+                upstream_latency_ms=round(latency * 1000),
+                upstream_request_id=result.request_id[:200],
+                result_size=result.size,
+                result_quality=result.quality,
+                result_format=result.output_format,
+            )
+            if not won:
+                raise Canceled
+    except BaseException:
+        for name in saved:
+            default_storage.delete(name)
+        raise
+    finally:
+        release_connection()
+    publish_generation_changed(generation)
+
+
+def _fail(generation: Generation, *, message: str, code: str) -> None:
+    """Fail and refund the generation if it is still ours; raise Canceled if it is not."""
+    with transaction.atomic():
+        if not _mine(generation).select_for_update().exists():
+            raise Canceled
+        generation_fail(generation, message=message, code=code)
+    release_connection()
+    # generation_fail published inside this transaction; say it again now that the change is visible.
+    publish_generation_changed(generation)
