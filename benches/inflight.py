@@ -471,8 +471,7 @@ def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path
     from accounts import ledger
     from accounts.models import EntryKind
     from accounts.services import user_signup
-    from studio.engine import pricing
-    from studio.engine.services import generation_submit
+    from studio.engine.services import generation_submit, price_list
     from studio.engine.spec import GenerationSpec
     from studio.models import ACTIVE_STATUSES, Generation, Status
 
@@ -491,7 +490,7 @@ def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path
     membership = user.memberships.select_related("workspace", "user").get(workspace__is_personal=True)
     spec = GenerationSpec.build(prompt="a lighthouse at dusk, bench", partial_images=args.partial_images)
     ledger.adjust(
-        user=user, amount=pricing.price(spec) * args.generations, kind=EntryKind.GRANT, reason="bench"
+        user=user, amount=price_list().cost(spec) * args.generations, kind=EntryKind.GRANT, reason="bench"
     )
 
     def worker_connections() -> int:

@@ -1,3 +1,5 @@
+"""ASGI entry point (Daphne): pages, admin and API over HTTP, the live cards over websockets."""
+
 import os
 
 from django.core.asgi import get_asgi_application
@@ -11,6 +13,23 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from studio.web.consumers import StudioConsumer  # noqa: E402
+
+try:
+    from daphne import http_protocol
+except ImportError:  # served by another ASGI server
+    pass
+else:
+
+    class _UnparsedBodyRequest(http_protocol.WebRequest):
+        """Twisted parses every multipart body itself, by default: it reads all of it into memory once more,
+        and answers a bare 400, before Django sees the request, to one it cannot parse. Daphne never uses what
+        it parsed (Django parses the body, and answers a bad one in the API's error shape), so don't."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
+
+    # Daphne's protocol factory builds its requests from this name, once per connection.
+    http_protocol.WebRequest = _UnparsedBodyRequest  # type: ignore[misc]
 
 application = ProtocolTypeRouter(
     {

@@ -10,7 +10,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -147,6 +149,12 @@ def as_api_error(exc: Exception) -> ApiError:
         return ApiError(str(exc), status=exc.status_code, code="error")
     if isinstance(exc, Http404):
         return not_found()
+    if isinstance(exc, MultiPartParserError):
+        return invalid(f"The body is not valid multipart/form-data: {exc}", code="invalid_body")
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError("The request is too large.", status=413, code="request_too_large")
+    if isinstance(exc, SuspiciousOperation):  # too many fields, a bad header, ...
+        return invalid(str(exc) or "The request was refused.", code="invalid_request")
     return ApiError(
         "Something went wrong on our side. Nothing was charged; try again.",
         status=500,
@@ -157,7 +165,7 @@ def as_api_error(exc: Exception) -> ApiError:
 
 def sjinn_response(error: ApiError) -> HttpResponse:
     """sjinn reports errors in the body; the HTTP status still tells auth, money, limits and methods apart."""
-    status = error.status if error.status in (401, 402, 405, 429) or error.status >= 500 else 200
+    status = error.status if error.status in (401, 402, 405, 413, 429) or error.status >= 500 else 200
     body = {"success": False, "errorMsg": error.message, "error_code": error.status}
     return _with_headers(JsonResponse(body, status=status), error)
 

@@ -12,11 +12,11 @@ from django_htmx.http import reswap, retarget
 
 from accounts.ledger import InsufficientCredits
 from studio.engine import images as image_files
-from studio.engine import pricing
 from studio.engine import spec as spec_module
 from studio.engine.services import (
     generation_cancel,
     generation_submit,
+    price_list,
 )
 from studio.models import Generation, Image, Project
 from studio.web.files import file_response
@@ -40,6 +40,7 @@ def _get_generation_for_user(request: HttpRequest, generation_id) -> Generation:
 
 def _home_context(request: HttpRequest, form: ComposerForm) -> dict:
     membership = request.membership
+    prices = price_list()
     generations = Generation.objects.filter(workspace=membership.workspace)
     shown_project = None
     if (project_id := request.GET.get("project", "")).isdigit():
@@ -53,8 +54,8 @@ def _home_context(request: HttpRequest, form: ComposerForm) -> dict:
         "generations": generations.select_related("author", "project").prefetch_related("images")[
             :HOME_CARDS
         ],
-        "price_per_image": pricing.price_per_image(tier="1K", quality="medium"),
-        "prices_json": json.dumps(pricing.price_table()),
+        "price_per_image": prices.per_image(tier="1K", quality="medium"),
+        "prices_json": json.dumps(prices.table()),
         "ratio_guidance_json": json.dumps(RATIO_GUIDANCE),
         "ratio_sizes_json": json.dumps(ratio_sizes()),
         "prompt_presets": PROMPT_PRESETS,

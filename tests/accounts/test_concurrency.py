@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(autouse=True)
 def nothing_is_enqueued(monkeypatch, settings):
-    monkeypatch.setattr("studio.tasks.run_generation.delay", lambda generation_id: None)
+    monkeypatch.setattr("studio.engine.queue.run_generation", lambda generation_id: None)
     settings.CREDIT_PRICES = {}
     settings.CREDITS_PER_IMAGE = 100
 

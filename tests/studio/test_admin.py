@@ -9,7 +9,7 @@ from accounts.models import EntryKind, LedgerEntry
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, PriceRule, Status
-from tests.studio.helpers import personal_membership
+from tests.helpers import personal_membership
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 

@@ -15,7 +15,7 @@ from accounts.models import ApiKey
 from studio.engine.webhooks import verify
 from studio.models import Generation, Source, Status, WebhookDelivery
 from tests.conftest import png_bytes
-from tests.studio.helpers import finished_generation, personal_membership
+from tests.helpers import finished_generation, personal_membership
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 

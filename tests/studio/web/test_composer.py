@@ -11,7 +11,7 @@ from PIL import Image as PillowImage
 from studio.engine import images as image_files
 from studio.models import Generation, GenerationInput, InputRole
 from tests.conftest import png_bytes
-from tests.studio.helpers import finished_generation, personal_membership
+from tests.helpers import finished_generation, personal_membership
 
 FORM = {
     "prompt": "a lighthouse, repainted",
@@ -128,7 +128,7 @@ def test_the_picker_lists_thumbnails_of_the_current_workspace_only(logged_in, al
 
 
 def test_the_picker_pages_through_older_images(logged_in, alice, monkeypatch):
-    from studio import views
+    from studio.web import views
 
     monkeypatch.setattr(views, "PICKER_PAGE_SIZE", 2)
     membership = personal_membership(alice)
@@ -377,7 +377,7 @@ def test_reuse_settings_fills_the_composer_from_a_generation(client, alice, bob)
     from studio.engine.services import generation_submit
     from studio.engine.spec import GenerationSpec
     from studio.models import Generation
-    from tests.studio.helpers import personal_membership
+    from tests.helpers import personal_membership
 
     generation = generation_submit(
         membership=personal_membership(alice),

@@ -17,7 +17,7 @@ from studio.engine.services import SubmittedImage, generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Favourite, Generation, Image, Project, Source, Status
 from tests.conftest import png_bytes
-from tests.studio.helpers import finish, finished_generation, personal_membership
+from tests.helpers import finish, finished_generation, personal_membership
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 

@@ -7,8 +7,8 @@ from studio.engine.events import publish_generation_changed
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
-from tests.studio.helpers import personal_membership
-from tests.studio.websocket import communicator_for, receive_all, session_headers
+from tests.helpers import personal_membership
+from tests.websocket import communicator_for, receive_all, session_headers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +20,7 @@ def in_memory_channel_layer(settings):
 
 @pytest.fixture(autouse=True)
 def no_worker(monkeypatch):
-    monkeypatch.setattr("studio.tasks.run_generation.delay", lambda generation_id: None)
+    monkeypatch.setattr("studio.engine.queue.run_generation", lambda generation_id: None)
 
 
 def test_an_anonymous_socket_is_refused(db):

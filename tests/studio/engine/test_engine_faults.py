@@ -24,8 +24,8 @@ from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
 from tests.conftest import png_bytes
 from tests.fake_upstream import FAILURE_MODES, FakeUpstream
-from tests.studio.helpers import personal_membership
-from tests.studio.workers import FinishedTasks, new_queue, worker_in_process
+from tests.helpers import personal_membership
+from tests.workers import FinishedTasks, new_queue, worker_in_process
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 

@@ -1,7 +1,7 @@
 import re
 
 from studio.models import Generation, Status
-from tests.studio.helpers import finished_generation, personal_membership
+from tests.helpers import finished_generation, personal_membership
 
 
 def test_the_home_page_needs_a_login(client, db):

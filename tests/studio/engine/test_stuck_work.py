@@ -17,8 +17,8 @@ from studio.engine.services import generation_cancel, generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
 from tests.conftest import png_bytes
-from tests.studio.helpers import finished_generation, personal_membership
-from tests.studio.workers import (
+from tests.helpers import finished_generation, personal_membership
+from tests.workers import (
     WorkerProcess,
     discard_queue,
     new_queue,

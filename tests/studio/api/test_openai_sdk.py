@@ -13,7 +13,7 @@ from accounts import ledger
 from accounts.models import ApiKey, EntryKind
 from studio.models import Generation, InputRole, Source, Status
 from tests.conftest import png_bytes
-from tests.studio.helpers import personal_membership
+from tests.helpers import personal_membership
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 

@@ -15,8 +15,8 @@ from studio.engine.providers.local import LocalProvider
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Status
-from tests.studio.helpers import personal_membership
-from tests.studio.workers import FinishedTasks, discard_queue, new_queue, tasks_sent_to, worker_in_process
+from tests.helpers import personal_membership
+from tests.workers import FinishedTasks, discard_queue, new_queue, tasks_sent_to, worker_in_process
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 

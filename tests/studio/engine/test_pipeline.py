@@ -15,9 +15,9 @@ from studio.engine.providers import ProviderError, Rejected
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
-from tests.studio.helpers import personal_membership
-from tests.studio.websocket import communicator_for, receive_all, session_headers
-from tests.workers import running_worker
+from tests.helpers import personal_membership
+from tests.websocket import communicator_for, receive_all, session_headers
+from tests.workers import new_queue, worker_in_process
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
@@ -27,7 +27,8 @@ def worker(settings):
     """A real worker (thread pool) on a queue of this test's own, so nothing else's tasks reach it."""
     settings.GENERATION_RETRY_BACKOFF_SECONDS = 0.05
     settings.LOCAL_PROVIDER_STEP_SECONDS = 0.2
-    with running_worker() as queue:
+    queue = new_queue()
+    with worker_in_process(queue):
         yield queue
 
 

@@ -19,7 +19,7 @@ def test_readyz_names_the_failing_part(client, db, settings, monkeypatch):
 
 
 def test_readyz_reports_a_broken_broker(client, db, monkeypatch):
-    from studio import health
+    from config import health
 
     def broken():
         raise ConnectionError("broker down")

@@ -19,7 +19,7 @@ from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Project, Status
 from tests.conftest import png_bytes
-from tests.studio.helpers import finished_generation
+from tests.helpers import finished_generation
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.studio.helpers import finished_generation, personal_membership
+from tests.helpers import finished_generation, personal_membership
 
 
 @pytest.fixture

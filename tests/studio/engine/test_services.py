@@ -25,7 +25,9 @@ def test_submitting_creates_a_queued_generation_and_spends_in_the_same_transacti
 
 def test_the_task_is_enqueued_only_on_commit(alice, django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr("studio.tasks.run_generation.delay", lambda generation_id: sent.append(generation_id))
+    monkeypatch.setattr(
+        "studio.engine.queue.run_generation", lambda generation_id: sent.append(str(generation_id))
+    )
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         generation = generation_submit(
             membership=membership_of(alice), spec=GenerationSpec.build(prompt="a fox")
@@ -91,3 +93,58 @@ def test_only_the_author_or_an_owner_cancels(team):
     with pytest.raises(PermissionDenied):
         generation_cancel(generation, membership=team["memberships"]["viewer"])
     assert generation_cancel(generation, membership=team["memberships"]["owner"])
+
+
+@pytest.fixture
+def webhooks_sent(monkeypatch):
+    sent = []
+    monkeypatch.setattr("studio.engine.queue.run_generation", lambda generation_id: None)
+    monkeypatch.setattr(
+        "studio.engine.queue.deliver_webhook", lambda generation_id: sent.append(generation_id)
+    )
+    return sent
+
+
+def test_a_task_that_ends_enqueues_its_webhook_once_and_only_on_commit(
+    alice, webhooks_sent, django_capture_on_commit_callbacks
+):
+    generation = generation_submit(
+        membership=membership_of(alice),
+        spec=GenerationSpec.build(prompt="a kite"),
+        callback_url="https://receiver.example/hooks",
+    )
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert generation_fail(generation, message="upstream down", code="upstream_error")
+        # Told again (the runner publishes after the sweeper, the sweeper after a cancel): still one webhook.
+        assert not generation_fail(generation, message="again", code="upstream_error")
+        assert not generation_cancel(generation, membership=membership_of(alice))
+    assert webhooks_sent == []
+    for callback in callbacks:
+        callback()
+    assert webhooks_sent == [generation.pk]
+
+
+def test_a_rolled_back_end_enqueues_no_webhook(alice, webhooks_sent, django_capture_on_commit_callbacks):
+    from django.db import transaction
+
+    generation = generation_submit(
+        membership=membership_of(alice),
+        spec=GenerationSpec.build(prompt="a kite"),
+        callback_url="https://receiver.example/hooks",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            generation_fail(generation, message="upstream down")
+            raise RuntimeError("the transaction fails after the transition")
+    assert webhooks_sent == []
+    generation.refresh_from_db()
+    assert generation.status == Status.QUEUED
+
+
+def test_a_generation_without_a_callback_enqueues_no_webhook(
+    alice, webhooks_sent, django_capture_on_commit_callbacks
+):
+    generation = generation_submit(membership=membership_of(alice), spec=GenerationSpec.build(prompt="x"))
+    with django_capture_on_commit_callbacks(execute=True):
+        generation_cancel(generation, membership=membership_of(alice))
+    assert webhooks_sent == []

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.workers import running_worker
+from tests.workers import worker_in_process
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _free_port() -> int:
@@ -90,5 +90,5 @@ def worker(settings, task_queue):
     settings.LOCAL_PROVIDER_STEP_SECONDS = 0.1
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True  # the test's receiver listens on 127.0.0.1
     settings.WEBHOOK_RETRY_BACKOFF_SECONDS = 0.2
-    with running_worker(queue=task_queue) as queue:
-        yield queue
+    with worker_in_process(task_queue):
+        yield task_queue

@@ -1,0 +1,63 @@
+"""schemathesis against the generated OpenAPI document of a running studio, with a valid key and a real
+worker: every route, generated valid and invalid requests, zero 5xx, and every answer conforming to the
+document (status, content type, headers, body)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accounts import ledger
+from accounts.models import ApiKey, EntryKind
+from tests.helpers import personal_membership
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
+
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
+
+
+def test_every_route_answers_as_the_generated_document_says(studio_url, worker, alice, tmp_path, capsys):
+    key, secret = ApiKey.issue(
+        user=alice, workspace=personal_membership(alice).workspace, name="schemathesis"
+    )
+    ApiKey.objects.filter(pk=key.pk).update(rate_limit_per_minute=1_000_000)
+    ledger.adjust(user=alice, amount=10_000_000, kind=EntryKind.GRANT, reason="schemathesis")
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{studio_url}/v1/openapi.json",
+        "--header",
+        f"Authorization: Bearer {secret}",
+        "--checks",
+        ",".join(CHECKS),
+        "--max-examples",
+        "15",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "120",
+        "--seed",
+        "20261203",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    output = run.stdout + run.stderr
+    summary = [line for line in output.splitlines() if re.search(r"generated|failures?|Tested:|passed", line)]
+    with capsys.disabled():
+        print("\nschemathesis:", *summary[-6:], sep="\n  ")
+    assert run.returncode == 0, output[-20_000:]
+    assert re.search(r"Tested: 12\b", output), output[-5_000:]
+    cases = int(re.search(r"(\d+) generated", output)[1])
+    assert cases > 500, output[-5_000:]
