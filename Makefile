@@ -22,9 +22,12 @@ run: install
 test: install lint
 	$(BIN)/python -m studio.management.embedded_redis $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Style (ruff), the architecture's one-way arrows (import-linter, contracts in pyproject.toml) and types (mypy).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

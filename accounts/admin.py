@@ -1,9 +1,13 @@
+from typing import Any, cast
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 
 from accounts.forms import CreditAdjustmentForm
 from accounts.ledger import InsufficientCredits
@@ -16,13 +20,13 @@ LEDGER_FIELDS = ("created_at", "kind", "amount", "balance_after", "actor", "reas
 class ReadOnlyMixin:
     """The ledger is history: written only through accounts.ledger, never edited or deleted by hand."""
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -40,10 +44,10 @@ class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline):
 class UserAdmin(BaseUserAdmin):
     list_display = ("username", "email", "credits", "is_staff", "date_joined")
     readonly_fields = ("credits",)
-    fieldsets = (*BaseUserAdmin.fieldsets, ("Credits", {"fields": ("credits",)}))
+    fieldsets = (*(BaseUserAdmin.fieldsets or ()), ("Credits", {"fields": ("credits",)}))
     inlines = [LedgerEntryInline]
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         credits_url = path(
             "<int:user_id>/credits/",
             self.admin_site.admin_view(self.credits_view),
@@ -51,17 +55,23 @@ class UserAdmin(BaseUserAdmin):
         )
         return [credits_url, *super().get_urls()]
 
-    def has_adjust_credits_permission(self, request) -> bool:
+    def has_adjust_credits_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.adjust_credits")
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         extra_context = {
             **(extra_context or {}),
             "can_adjust_credits": self.has_adjust_credits_permission(request),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def credits_view(self, request, user_id: int):
+    def credits_view(self, request: HttpRequest, user_id: int) -> HttpResponse:
         """Grant or deduct credits: one ledger entry with the admin as its actor."""
         if not self.has_adjust_credits_permission(request):
             raise PermissionDenied
@@ -71,7 +81,10 @@ class UserAdmin(BaseUserAdmin):
             amount = form.cleaned_data["amount"]
             try:
                 entry = credits_grant_or_deduct(
-                    user=user, amount=amount, reason=form.cleaned_data["reason"], actor=request.user
+                    user=user,
+                    amount=amount,
+                    reason=form.cleaned_data["reason"],
+                    actor=cast(User, request.user),
                 )
             except InsufficientCredits as error:
                 message = (
@@ -114,11 +127,11 @@ class InvitationInline(admin.TabularInline):
     extra = 0
     can_delete = True
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Invitations carry a token that only their email shows; they are made on the members page.
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -166,11 +179,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     )
     actions = ["revoke_keys"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # keys are made by their owners, or with `manage.py create_api_key`
 
     @admin.action(description="Revoke selected keys")
-    def revoke_keys(self, request, queryset) -> None:
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset.filter(revoked_at__isnull=True):
-            key.revoke(by=request.user)
+            key.revoke(by=cast(User, request.user))
         self.message_user(request, "The selected keys are revoked.")

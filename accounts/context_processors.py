@@ -1,12 +1,16 @@
+from typing import Any
+
+from django.http import HttpRequest
+
 from accounts.models import Membership
 
 
-def studio_header(request) -> dict:
+def studio_header(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if not user or not user.is_authenticated:
         return {}
     return {
-        "current_membership": request.membership,
+        "current_membership": getattr(request, "membership", None),
         # For the header's workspace switcher; evaluated only when a page renders the header.
         "header_memberships": Membership.objects.filter(user=user)
         .select_related("workspace")

@@ -1,7 +1,9 @@
+from typing import Any, cast
+
 from django import forms
 from django.contrib.auth import password_validation
 
-from accounts.models import Role, User
+from accounts.models import Role, User, Workspace
 
 
 class SignupForm(forms.Form):
@@ -32,8 +34,9 @@ class SignupForm(forms.Form):
             raise forms.ValidationError("An account with this email exists. Log in instead.")
         return email
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         if password := cleaned.get("password"):
             candidate = User(username=cleaned.get("username", ""), email=cleaned.get("email", ""))
             try:
@@ -95,15 +98,13 @@ class ApiKeyForm(forms.Form):
     name = forms.CharField(label="Name", max_length=100, help_text="What uses this key, e.g. “batch script”.")
     workspace = forms.ModelChoiceField(
         label="Workspace",
-        queryset=None,
+        queryset=Workspace.objects.none(),
         empty_label=None,
         help_text="Images made with the key land in this workspace's gallery; your credits pay for them.",
     )
 
-    def __init__(self, *args, user, **kwargs):
-        from accounts.models import Role, Workspace
-
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["workspace"].queryset = Workspace.objects.filter(
+        cast(forms.ModelChoiceField, self.fields["workspace"]).queryset = Workspace.objects.filter(
             memberships__user=user, memberships__role__in=[Role.OWNER, Role.EDITOR]
         ).order_by("-is_personal", "name")

@@ -1,7 +1,13 @@
 """Small helpers for views of every app."""
 
+from typing import TYPE_CHECKING
+
 from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
+from django_htmx.middleware import HtmxDetails
+
+if TYPE_CHECKING:
+    from accounts.models import Membership, User
 
 
 def safe_next(request: HttpRequest, default: str = "studio:home") -> str:
@@ -13,3 +19,12 @@ def safe_next(request: HttpRequest, default: str = "studio:home") -> str:
     ):
         return target
     return default
+
+
+class AuthenticatedRequest(HttpRequest):
+    """The request a view behind `login_required` gets: a signed-in user, the membership of the workspace
+    they work in now (CurrentWorkspaceMiddleware), and django-htmx's details. For type checking only."""
+
+    user: "User"
+    membership: "Membership"
+    htmx: HtmxDetails

@@ -28,7 +28,7 @@ class InsufficientCredits(Exception):
 
 
 def _apply(
-    *, user_id: int, amount: int, kind: str, actor=None, reason: str = "", reference: str = ""
+    *, user_id: int, amount: int, kind: str, actor: User | None = None, reason: str = "", reference: str = ""
 ) -> LedgerEntry:
     users = User.objects.filter(pk=user_id)
     if amount < 0:
@@ -50,7 +50,7 @@ def _apply(
 
 
 @transaction.atomic
-def spend(*, user, amount: int, reference: str, reason: str = "") -> LedgerEntry:
+def spend(*, user: User, amount: int, reference: str, reason: str = "") -> LedgerEntry:
     """Take `amount` credits, or raise InsufficientCredits and take nothing. Call inside the transaction
     that creates what is paid for."""
     if amount <= 0:
@@ -60,7 +60,9 @@ def spend(*, user, amount: int, reference: str, reason: str = "") -> LedgerEntry
     return entry
 
 
-def refund(*, user_id: int, amount: int, reference: str, reason: str = "", actor=None) -> LedgerEntry | None:
+def refund(
+    *, user_id: int, amount: int, reference: str, reason: str = "", actor: User | None = None
+) -> LedgerEntry | None:
     """Give back `amount` credits for `reference`, once. A second refund of the same reference does nothing
     and returns None (the unique constraint decides, so concurrent refunds are safe)."""
     if amount <= 0:
@@ -82,7 +84,9 @@ def refund(*, user_id: int, amount: int, reference: str, reason: str = "", actor
 
 
 @transaction.atomic
-def adjust(*, user, amount: int, kind: str, actor=None, reason: str = "", reference: str = "") -> LedgerEntry:
+def adjust(
+    *, user: User, amount: int, kind: str, actor: User | None = None, reason: str = "", reference: str = ""
+) -> LedgerEntry:
     """Grant (positive) or deduct (negative) credits, for bonuses, admin grants and adjustments."""
     if kind not in ADJUSTMENT_KINDS:
         # Spends and refunds carry their uniqueness guarantee only through spend() and refund().

@@ -1,3 +1,6 @@
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
 from accounts.models import Membership
@@ -6,7 +9,7 @@ from accounts.services import personal_workspace
 SESSION_KEY = "workspace_id"
 
 
-def current_membership(request) -> Membership | None:
+def current_membership(request: HttpRequest) -> Membership | None:
     """The membership of the workspace the user works in now: the one chosen in the session, else own."""
     user = request.user
     if not user.is_authenticated:
@@ -20,9 +23,10 @@ def current_membership(request) -> Membership | None:
 
 
 class CurrentWorkspaceMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
-        request.membership = SimpleLazyObject(lambda: current_membership(request))
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Declared for the type checker on accounts.http.AuthenticatedRequest.
+        request.membership = SimpleLazyObject(lambda: current_membership(request))  # type: ignore[attr-defined]
         return self.get_response(request)

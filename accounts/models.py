@@ -34,7 +34,7 @@ class Role(models.TextChoices):
 
 
 class WorkspaceQuerySet(models.QuerySet):
-    def for_user(self, user) -> "WorkspaceQuerySet":
+    def for_user(self, user: "User") -> "WorkspaceQuerySet":
         return self.filter(memberships__user=user)
 
 
@@ -64,7 +64,7 @@ class Workspace(models.Model):
             slug = f"{base}-{counter}"
         return slug
 
-    def role_of(self, user) -> str | None:
+    def role_of(self, user: "User") -> str | None:
         if not getattr(user, "is_authenticated", False):
             return None
         return self.memberships.filter(user=user).values_list("role", flat=True).first()
@@ -129,7 +129,9 @@ class Invitation(models.Model):
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def new(cls, *, workspace: Workspace, email: str, role: str, invited_by) -> tuple["Invitation", str]:
+    def new(
+        cls, *, workspace: Workspace, email: str, role: str, invited_by: "User"
+    ) -> tuple["Invitation", str]:
         """An unsaved invitation and its token (the token is not kept anywhere else)."""
         token = secrets.token_urlsafe(32)
         invitation = cls(
@@ -231,7 +233,7 @@ class ApiKey(models.Model):
         return hashlib.sha256(secret.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, *, user, workspace: Workspace, name: str) -> tuple["ApiKey", str]:
+    def issue(cls, *, user: "User", workspace: Workspace, name: str) -> tuple["ApiKey", str]:
         """Make a key; return it and its secret, which is never stored and cannot be shown again."""
         secret = cls.PREFIX + secrets.token_urlsafe(32)
         prefix = secret[: len(cls.PREFIX) + 6]
@@ -256,7 +258,7 @@ class ApiKey(models.Model):
         digest = hmac.new(settings.SECRET_KEY.encode(), f"webhook:{self.key_hash}".encode(), hashlib.sha256)
         return "whsec_" + digest.hexdigest()[:48]
 
-    def revoke(self, *, by=None) -> None:
+    def revoke(self, *, by: "User | None" = None) -> None:
         ApiKey.objects.filter(pk=self.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now(), revoked_by=by
         )

@@ -29,7 +29,7 @@ else:
             super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
 
     # Daphne's protocol factory builds its requests from this name, once per connection.
-    http_protocol.WebRequest = _UnparsedBodyRequest  # type: ignore[misc]
+    http_protocol.WebRequest = _UnparsedBodyRequest
 
 application = ProtocolTypeRouter(
     {

@@ -52,7 +52,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as error:
             results[name] = f"error: {type(error).__name__}: {error}"[:300]
     failing = [name for name, result in results.items() if result != "ok"]
-    body = {"status": "ok" if not failing else "unavailable", "checks": results}
+    body: dict[str, object] = {"status": "ok" if not failing else "unavailable", "checks": results}
     if failing:
         body["failing"] = failing
     return JsonResponse(body, status=503 if failing else 200)

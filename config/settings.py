@@ -131,7 +131,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "studio.sqlite3",
+            "NAME": str(DATA_DIR / "studio.sqlite3"),
             "OPTIONS": dict(SQLITE_OPTIONS),
             # A file, not memory, so worker threads in pipeline tests see the same database.
             # One per process, so two test runs side by side never share it.

@@ -1,8 +1,12 @@
+from typing import Any, cast
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from accounts.models import User
 from studio.engine.services import generation_refund
-from studio.models import Generation, GenerationInput, Image, PriceRule, Project
+from studio.models import Generation, GenerationInput, Image, PriceRule, Project, WebhookDelivery
 
 GENERATION_FIELDS = (
     "id",
@@ -41,7 +45,7 @@ class ImageInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -52,7 +56,18 @@ class GenerationInputInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    fields = ("attempt", "created_at", "status_code", "succeeded", "duration_ms", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -77,32 +92,32 @@ class GenerationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     fields = GENERATION_FIELDS
     readonly_fields = GENERATION_FIELDS
-    inlines = [GenerationInputInline, ImageInline]
+    inlines = [GenerationInputInline, ImageInline, WebhookDeliveryInline]
     actions = ["refund"]
 
     @admin.display(description="prompt")
     def short_prompt(self, generation: Generation) -> str:
         return generation.prompt[:60] + ("…" if len(generation.prompt) > 60 else "")
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting would leave stored files behind and spend entries without their generation.
         return False
 
-    def has_refund_permission(self, request) -> bool:
+    def has_refund_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.adjust_credits")
 
     @admin.action(description="Refund selected failed or canceled generations", permissions=["refund"])
-    def refund(self, request, queryset: QuerySet[Generation]) -> None:
+    def refund(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         refunded = skipped = 0
         for generation in queryset:
             if generation_refund(
-                generation, reason=f"Refunded by {request.user} in the admin", actor=request.user
+                generation, reason=f"Refunded by {request.user} in the admin", actor=cast(User, request.user)
             ):
                 refunded += 1
             else:
@@ -134,3 +149,21 @@ class PriceRuleAdmin(admin.ModelAdmin):
     list_display = ("tier", "quality", "credits")
     list_editable = ("credits",)
     list_filter = ("tier",)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every attempt to deliver a finished API task's webhook: history, so read-only."""
+
+    list_display = ("generation", "attempt", "url", "status_code", "succeeded", "duration_ms", "created_at")
+    list_filter = ("succeeded",)
+    list_select_related = ("generation",)
+    search_fields = ("generation__id", "url")
+    readonly_fields = ("generation", "url", "attempt", "status_code", "error", "succeeded", "duration_ms")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

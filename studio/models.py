@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -9,7 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import ApiKey, Workspace
+from accounts.models import ApiKey, User, Workspace
 from studio.engine import spec as spec_module
 from studio.engine.spec import GenerationSpec
 
@@ -96,8 +97,8 @@ class Source(models.TextChoices):
     GIVON = "givon", "API (givon dialect)"
 
 
-class GenerationQuerySet(models.QuerySet):
-    def for_user(self, user) -> "GenerationQuerySet":
+class GenerationQuerySet(models.QuerySet["Generation"]):
+    def for_user(self, user: "User") -> "GenerationQuerySet":
         return self.filter(workspace__memberships__user=user)
 
 
@@ -178,7 +179,7 @@ class Generation(models.Model):
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
-    def transition(self, *, from_statuses: tuple[str, ...], to: str, **changes) -> bool:
+    def transition(self, *, from_statuses: tuple[str, ...], to: str, **changes: Any) -> bool:
         """Move to `to` only if the row is still in one of `from_statuses`; True if this caller won."""
         now = timezone.now()
         changes.setdefault("heartbeat_at", now)
@@ -255,6 +256,10 @@ class GenerationInput(models.Model):
     source_image = models.ForeignKey(
         Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="uses"
     )
+
+    # Not stored: set by the image page for its lineage (studio.web.images).
+    label: str
+    source_readable: bool
 
     class Meta:
         ordering = ["role", "position"]

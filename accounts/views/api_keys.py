@@ -2,15 +2,18 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.forms import ApiKeyForm
+from accounts.http import AuthenticatedRequest
 from accounts.models import ApiKey
 
 
-def _page(request: HttpRequest, form: ApiKeyForm, *, new_secret: str = "", status: int = 200) -> HttpResponse:
+def _page(
+    request: AuthenticatedRequest, form: ApiKeyForm, *, new_secret: str = "", status: int = 200
+) -> HttpResponse:
     keys = ApiKey.objects.filter(user=request.user).select_related("workspace")
     context = {"form": form, "keys": keys, "new_secret": new_secret}
     return render(request, "accounts/api_keys.html", context, status=status)
@@ -18,7 +21,7 @@ def _page(request: HttpRequest, form: ApiKeyForm, *, new_secret: str = "", statu
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def api_keys(request: HttpRequest) -> HttpResponse:
+def api_keys(request: AuthenticatedRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST or None, user=request.user)
     if request.method == "POST":
         if not form.is_valid():
@@ -33,7 +36,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+def api_key_revoke(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
     key.revoke(by=request.user)
     messages.success(request, f"The key “{key.name}” is revoked; requests with it are refused from now on.")

@@ -7,13 +7,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.access import get_membership_for_user, get_owner_membership_for_user
 from accounts.forms import InvitationForm, RoleForm, WorkspaceForm
-from accounts.http import safe_next
+from accounts.http import AuthenticatedRequest, safe_next
 from accounts.middleware import SESSION_KEY
 from accounts.models import Invitation, Membership
 from accounts.services import (
@@ -44,13 +44,13 @@ def _members_context(membership: Membership, invitation_form: InvitationForm | N
     return context
 
 
-def _switch_to(request: HttpRequest, workspace_id: int) -> None:
+def _switch_to(request: AuthenticatedRequest, workspace_id: int) -> None:
     request.session[SESSION_KEY] = workspace_id
 
 
 @login_required
 @require_http_methods(["GET"])
-def workspace_list(request: HttpRequest) -> HttpResponse:
+def workspace_list(request: AuthenticatedRequest) -> HttpResponse:
     memberships = (
         Membership.objects.filter(user=request.user)
         .select_related("workspace")
@@ -62,7 +62,7 @@ def workspace_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def workspace_new(request: HttpRequest) -> HttpResponse:
+def workspace_new(request: AuthenticatedRequest) -> HttpResponse:
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         membership = workspace_create(user=request.user, name=form.cleaned_data["name"])
@@ -74,7 +74,7 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def workspace_switch(request: HttpRequest) -> HttpResponse:
+def workspace_switch(request: AuthenticatedRequest) -> HttpResponse:
     workspace_id = request.POST.get("workspace", "")
     membership = get_object_or_404(
         Membership.objects.select_related("workspace"),
@@ -87,14 +87,14 @@ def workspace_switch(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET"])
-def workspace_members(request: HttpRequest, slug: str) -> HttpResponse:
+def workspace_members(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = get_membership_for_user(request, slug)
     return render(request, "accounts/members.html", _members_context(membership))
 
 
 @login_required
 @require_POST
-def workspace_invite(request: HttpRequest, slug: str) -> HttpResponse:
+def workspace_invite(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = get_owner_membership_for_user(request, slug)
     form = InvitationForm(request.POST)
     if form.is_valid():
@@ -115,7 +115,7 @@ def workspace_invite(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def invitation_cancel(request: HttpRequest, slug: str, invitation_id: int) -> HttpResponse:
+def invitation_cancel(request: AuthenticatedRequest, slug: str, invitation_id: int) -> HttpResponse:
     membership = get_owner_membership_for_user(request, slug)
     invitation = get_object_or_404(Invitation, pk=invitation_id, workspace=membership.workspace)
     invitation_revoke(invitation=invitation, actor=request.user)
@@ -125,7 +125,7 @@ def invitation_cancel(request: HttpRequest, slug: str, invitation_id: int) -> Ht
 
 @login_required
 @require_POST
-def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
+def member_role(request: AuthenticatedRequest, slug: str, membership_id: int) -> HttpResponse:
     membership = get_owner_membership_for_user(request, slug)
     member = get_object_or_404(Membership, pk=membership_id, workspace=membership.workspace)
     form = RoleForm(request.POST)
@@ -143,7 +143,7 @@ def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResp
 
 @login_required
 @require_POST
-def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
+def member_remove(request: AuthenticatedRequest, slug: str, membership_id: int) -> HttpResponse:
     membership = get_owner_membership_for_user(request, slug)
     member = get_object_or_404(
         Membership.objects.select_related("user"), pk=membership_id, workspace=membership.workspace
@@ -162,7 +162,7 @@ def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpRe
 
 @login_required
 @require_POST
-def workspace_leave_view(request: HttpRequest, slug: str) -> HttpResponse:
+def workspace_leave_view(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = get_membership_for_user(request, slug)
     try:
         workspace_leave(membership=membership)

@@ -41,7 +41,7 @@ class ApiError(Exception):
     def as_dict(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
-    def response(self) -> JsonResponse:
+    def response(self) -> HttpResponse:
         """The OpenAI-shaped answer."""
         return _with_headers(JsonResponse(self.as_dict(), status=self.status), self)
 
@@ -186,10 +186,11 @@ def render(request: HttpRequest, error: ApiError) -> HttpResponse:
 def install(api: NinjaAPI) -> None:
     """Answer every error of `api` in the calling dialect's shape, never with an HTML page."""
 
-    def handle(request: HttpRequest, exc: Exception) -> HttpResponse:
-        error = as_api_error(exc)
+    def handle(request: HttpRequest, exc: Exception | type[Exception]) -> HttpResponse:
+        raised = exc if isinstance(exc, Exception) else exc()
+        error = as_api_error(raised)
         if error.status >= 500:
-            logger.error("API error on %s %s", request.method, request.path, exc_info=exc)
+            logger.error("API error on %s %s", request.method, request.path, exc_info=raised)
         return render(request, error)
 
     # ninja looks a handler up by the exception's class first: replace its defaults one by one.

@@ -18,7 +18,7 @@ from studio.models import Generation, Source, Status
 router = Router(tags=["givon"])
 
 RATIOS = ("1:1", "2:3", "3:2", "4:3", "3:4", "4:5", "5:4", "16:9", "9:16", "21:9")
-STATUSES = {
+STATUSES: dict[str, str] = {
     Status.QUEUED: "queued",
     Status.RUNNING: "processing",
     Status.SUCCEEDED: "completed",

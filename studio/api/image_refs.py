@@ -71,7 +71,7 @@ def resolve_image(reference: str, *, workspace: Workspace, own_hosts: set[str], 
 
 
 def resolve_images(
-    references, *, workspace: Workspace, own_hosts: set[str], param: str
+    references: object, *, workspace: Workspace, own_hosts: set[str], param: str
 ) -> list[SubmittedImage]:
     if references in (None, ""):
         return []

@@ -8,7 +8,7 @@ from django.urls import reverse
 SALT = "studio.api.image-url"
 
 
-def signed_path(image_id) -> str:
+def signed_path(image_id: object) -> str:
     token = signing.TimestampSigner(salt=SALT).sign(str(image_id))
     return reverse("api:image-link", args=[token])
 

@@ -7,11 +7,15 @@ Requests run through the same queue and workers as the pages; this module only s
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Literal
+from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse, Http404, HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
@@ -120,7 +124,7 @@ def _submit(
 @router.post(
     "/v1/images/generations", response=IMAGE_ANSWERS, url_name="openai-generations", openapi_extra=STREAMED
 )
-async def images_generations(request: HttpRequest, body: ImagesParameters) -> HttpResponse:
+async def images_generations(request: HttpRequest, body: ImagesParameters) -> HttpResponseBase:
     params = openai_params.parse(body.model_dump(exclude_none=True))
     generation = await sync_to_async(_submit)(caller_of(request), params, [], None, idempotency_key(request))
     return await _answer(request, generation.pk, params, event_prefix="image_generation")
@@ -133,7 +137,7 @@ async def images_edits(
     image: list[UploadedFile] = File(None, description="One image, or repeat the field"),  # noqa: B008
     images: list[UploadedFile] = File(None, alias="image[]", description="Up to 16 images"),  # noqa: B008
     mask: UploadedFile = File(None, description="PNG with alpha, the first image's size"),  # noqa: B008
-) -> HttpResponse:
+) -> HttpResponseBase:
     files = list(images or []) + list(image or [])
     if not files:
         raise invalid(
@@ -207,18 +211,22 @@ def image_link(request: HttpRequest, token: str) -> FileResponse:
     return response
 
 
-async def _answer(request: HttpRequest, generation_id, params, *, event_prefix: str) -> HttpResponse:
+async def _answer(
+    request: HttpRequest, generation_id: UUID, params: openai_params.ImagesRequest, *, event_prefix: str
+) -> HttpResponseBase:
     if params.stream:
-        response = StreamingHttpResponse(
+        stream = StreamingHttpResponse(
             _event_stream(request, generation_id, params, event_prefix), content_type="text/event-stream"
         )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        response["X-Request-Id"] = str(generation_id)
-        return response
+        stream["Cache-Control"] = "no-cache"
+        stream["X-Accel-Buffering"] = "no"
+        stream["X-Request-Id"] = str(generation_id)
+        return stream
     generation = None
     async for generation in watch(generation_id):  # noqa: B007  (the last one is the finished one)
         pass
+    if generation is None:  # watch always yields the generation at least once
+        raise RuntimeError(f"generation {generation_id} was not found")
     if generation.status != Status.SUCCEEDED:
         return _failure(generation).response()
     body = await sync_to_async(_result_body, thread_sensitive=False)(request, generation, params)
@@ -239,7 +247,7 @@ def _failure(generation: Generation) -> ApiError:
     )
 
 
-def _usage(generation: Generation) -> dict:
+def _usage(generation: Generation) -> dict[str, Any]:
     usage = generation.usage or {}
     details = usage.get("details") or {}
     return {
@@ -253,12 +261,14 @@ def _usage(generation: Generation) -> dict:
     }
 
 
-def _read(field) -> bytes:
+def _read(field: FieldFile) -> bytes:
     with field.open("rb") as handle:
         return handle.read()
 
 
-def _image_item(request: HttpRequest, image: Image, generation: Generation, response_format: str) -> dict:
+def _image_item(
+    request: HttpRequest, image: Image, generation: Generation, response_format: str
+) -> dict[str, str]:
     item = {"revised_prompt": generation.revised_prompt or generation.prompt}
     if response_format == "url":
         item["url"] = request.build_absolute_uri(links.signed_path(image.pk))
@@ -267,11 +277,14 @@ def _image_item(request: HttpRequest, image: Image, generation: Generation, resp
     return item
 
 
-def _result_body(request: HttpRequest, generation: Generation, params) -> dict:
+def _result_body(
+    request: HttpRequest, generation: Generation, params: openai_params.ImagesRequest
+) -> dict[str, Any]:
     return {
         "created": int(generation.created_at.timestamp()),
         "data": [
-            _image_item(request, image, generation, params.response_format) for image in generation.image_list
+            _image_item(request, image, generation, params.response_format)
+            for image in generation.images.all()
         ],
         "size": generation.result_size,
         "quality": generation.result_quality or params.spec.quality,
@@ -281,11 +294,13 @@ def _result_body(request: HttpRequest, generation: Generation, params) -> dict:
     }
 
 
-def _sse(event_type: str, payload: dict) -> bytes:
+def _sse(event_type: str, payload: dict[str, Any]) -> bytes:
     return f"event: {event_type}\ndata: {json.dumps({'type': event_type, **payload})}\n\n".encode()
 
 
-async def _event_stream(request: HttpRequest, generation_id, params, prefix: str):
+async def _event_stream(
+    request: HttpRequest, generation_id: UUID, params: openai_params.ImagesRequest, prefix: str
+) -> AsyncIterator[bytes]:
     """OpenAI's image streaming events: partial images as they come, then one completed event per image."""
     sent_partials = 0
     spec = params.spec
@@ -315,7 +330,7 @@ async def _event_stream(request: HttpRequest, generation_id, params, prefix: str
                 }
                 yield _sse(f"{prefix}.partial_image", payload)
         if generation.status == Status.SUCCEEDED:
-            for image in generation.image_list:
+            for image in generation.images.all():
                 data = await sync_to_async(_read, thread_sensitive=False)(image.file)
                 payload = {**common, "b64_json": base64.b64encode(data).decode(), "usage": _usage(generation)}
                 yield _sse(f"{prefix}.completed", payload)

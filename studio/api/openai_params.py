@@ -6,6 +6,7 @@ alias.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from studio.api.errors import ApiError, invalid
 from studio.engine.spec import ASPECT_RATIOS, MAX_INPUT_IMAGES, GenerationSpec, SpecError, size_for
@@ -39,22 +40,22 @@ class ImagesRequest:
     user: str
 
 
-def _integer(data: dict, name: str) -> int | None:
+def _integer(data: dict[str, Any], name: str) -> int | None:
     value = data.get(name)
     if value in (None, ""):
         return None
     if isinstance(value, bool):
         raise invalid(f"'{name}' must be an integer.", param=name)
     try:
-        number = int(value)
-    except (TypeError, ValueError) as error:
+        number = int(value)  # type: ignore[arg-type]  # anything else is refused just below
+    except (TypeError, ValueError, OverflowError) as error:
         raise invalid(f"'{name}' must be an integer.", param=name) from error
     if isinstance(value, float) and value != number:
         raise invalid(f"'{name}' must be an integer.", param=name)
     return number
 
 
-def _boolean(data: dict, name: str) -> bool:
+def _boolean(data: dict[str, Any], name: str) -> bool:
     value = data.get(name)
     if isinstance(value, bool):
         return value
@@ -67,7 +68,7 @@ def _boolean(data: dict, name: str) -> bool:
     raise invalid(f"'{name}' must be a boolean.", param=name)
 
 
-def parse(data: dict, *, input_images: int = 0, has_mask: bool = False) -> ImagesRequest:
+def parse(data: dict[str, Any], *, input_images: int = 0, has_mask: bool = False) -> ImagesRequest:
     """Validate the request's fields; raise ApiError naming the bad parameter."""
     model = str(data.get("model") or "gpt-image-2")
     if model not in MODEL_ALIASES:

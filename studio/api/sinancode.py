@@ -16,7 +16,7 @@ from studio.models import Generation, Source, Status
 router = Router(tags=["sinancode"])
 
 RATIOS = ("auto", "1:1", "5:4", "9:16", "21:9", "16:9", "4:3", "3:2", "4:5", "3:4", "2:3")
-STATUSES = {
+STATUSES: dict[str, str] = {
     Status.QUEUED: "pending",
     Status.RUNNING: "processing",
     Status.SUCCEEDED: "succeeded",

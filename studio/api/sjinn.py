@@ -19,7 +19,7 @@ router = Router(tags=["sjinn"])
 
 RATIOS = ("auto", "1:1", "16:9", "9:16", "3:2", "2:3")
 TOOL = "gpt-image-2-api"
-STATUSES = {
+STATUSES: dict[str, str] = {
     Status.QUEUED: "pending",
     Status.RUNNING: "processing",
     Status.SUCCEEDED: "completed",
@@ -87,7 +87,7 @@ def task_status(generation: Generation, base: str) -> dict[str, Any]:
 
 @router.post(
     "/api/un-api/create_tool_task",
-    response={200: Answer | Failure, **FAILURES},  # type: ignore[dict-item]
+    response={200: Answer | Failure, **FAILURES},
     url_name="sjinn-create",
 )
 def create_tool_task(request: HttpRequest, body: CreateToolTask) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def create_tool_task(request: HttpRequest, body: CreateToolTask) -> dict[str, An
 
 @router.post(
     "/api/un-api/query_tool_task_status",
-    response={200: Answer | Failure, **FAILURES},  # type: ignore[dict-item]
+    response={200: Answer | Failure, **FAILURES},
     url_name="sjinn-query",
 )
 def query_tool_task_status(request: HttpRequest, body: QueryToolTask) -> dict[str, Any]:

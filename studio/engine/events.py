@@ -7,11 +7,12 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from accounts.events import user_group
+from studio.models import Generation
 
 logger = logging.getLogger(__name__)
 
 
-def generation_group(generation_id) -> str:
+def generation_group(generation_id: object) -> str:
     return f"generation.{generation_id}"
 
 
@@ -19,7 +20,7 @@ def workspace_group(workspace_id: int) -> str:
     return f"workspace.{workspace_id}"
 
 
-def publish_generation_changed(generation) -> None:
+def publish_generation_changed(generation: Generation) -> None:
     """Tell every page that shows this generation to refresh its card. Never raises: the database is the
     truth, and the next message (or a reload) heals a lost one."""
     layer = get_channel_layer()

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -192,7 +193,7 @@ def _run_attempts(
             _log_attempt(generation, provider, attempt, started, outcome, error, result)
         if outcome == "succeeded":
             return
-        if outcome == "failed":
+        if outcome == "failed" and error is not None:
             _fail(generation, message=error.message, code=error.code or "upstream_error")
             return
         _update(generation, stage=f"Retrying after a temporary problem ({attempt} of {max_attempts - 1})")
@@ -271,7 +272,7 @@ def _log_attempt(
     logger.log(level, json.dumps(record))
 
 
-def _update(generation: Generation, **changes) -> None:
+def _update(generation: Generation, **changes: Any) -> None:
     """Record progress, unless the generation stopped being ours meanwhile (then raise Canceled)."""
     updated = _mine(generation).update(heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes)
     if not updated:

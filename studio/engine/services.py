@@ -2,7 +2,9 @@
 images. Tasks are sent by name through `studio.engine.queue`, on commit."""
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
@@ -10,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import ledger
-from accounts.models import Membership
+from accounts.models import ApiKey, Membership, User
 from studio.engine import pricing, queue
 from studio.engine.events import publish_generation_changed
 from studio.engine.images import CheckedImage
@@ -45,12 +47,12 @@ def generation_submit(
     membership: Membership,
     spec: GenerationSpec,
     project: Project | None = None,
-    references: list[SubmittedImage] = (),
+    references: Sequence[SubmittedImage] = (),
     mask: SubmittedImage | None = None,
     idempotency_key: str = "",
     source: str = Source.PAGE,
     provider: str | None = None,
-    api_key=None,
+    api_key: ApiKey | None = None,
     callback_url: str = "",
 ) -> Generation:
     """Create a queued generation and pay for it in one transaction; enqueue its task on commit.
@@ -100,7 +102,7 @@ def generation_submit(
     return generation
 
 
-def _existing(user, idempotency_key: str) -> Generation | None:
+def _existing(user: User, idempotency_key: str) -> Generation | None:
     return Generation.objects.filter(author=user, idempotency_key=idempotency_key).first()
 
 
@@ -138,7 +140,9 @@ def price_list() -> pricing.PriceList:
     )
 
 
-def generation_finish(generation: Generation, *, from_statuses: tuple[str, ...], to: str, **changes) -> bool:
+def generation_finish(
+    generation: Generation, *, from_statuses: tuple[str, ...], to: str, **changes: Any
+) -> bool:
     """The terminal transition (succeeded, failed, canceled): True if this caller won it.
 
     The one place a generation ends, so what follows an end happens once: an API task with a callback URL
@@ -191,7 +195,7 @@ def generation_cancel(generation: Generation, *, membership: Membership) -> bool
     return won
 
 
-def generation_refund(generation: Generation, *, reason: str, actor=None) -> bool:
+def generation_refund(generation: Generation, *, reason: str, actor: User | None = None) -> bool:
     """Refund a failed or canceled generation if it has not been refunded yet (admin action). Idempotent."""
     if generation.status not in (Status.FAILED, Status.CANCELED):
         return False

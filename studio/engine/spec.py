@@ -6,6 +6,7 @@ Pure Python: no Django here, so providers and dialects can share it.
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 ASPECT_RATIOS = ("auto", "1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "5:4", "4:5", "21:9")
 RESOLUTIONS = ("1K", "2K", "4K")
@@ -139,7 +140,7 @@ class GenerationSpec:
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def build(cls, **data) -> "GenerationSpec":
+    def build(cls, **data: Any) -> "GenerationSpec":
         """Validate and normalise; raise SpecError naming every bad field."""
         errors: dict[str, str] = {}
         known = {f.name for f in fields(cls)}
@@ -179,7 +180,7 @@ class GenerationSpec:
                 values[name] = default
                 return
             try:
-                number = int(value)
+                number = int(value)  # type: ignore[arg-type]  # anything else is refused just below
                 if isinstance(value, float) and value != number:
                     raise ValueError
             except (TypeError, ValueError, OverflowError):

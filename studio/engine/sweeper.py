@@ -44,7 +44,7 @@ def sweep_stuck_generations() -> int:
                 message=STALLED_ERROR if generation.status == Status.RUNNING else NEVER_STARTED_ERROR,
                 code="timeout",
             )
-        if won:
+        if won and generation is not None:
             publish_generation_changed(generation)
             count += 1
     release_connection()

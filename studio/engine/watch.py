@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -20,17 +21,20 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 
 
-def _load(generation_id) -> Generation:
+def _load(generation_id: UUID | str) -> Generation:
+    """The generation with its images (prefetched: read later without a query, or a connection)."""
     try:
         generation = Generation.objects.prefetch_related("images").get(pk=generation_id)
-        generation.image_list = list(generation.images.all())
+        list(generation.images.all())
         return generation
     finally:
         # A relay may wait minutes between reads: hold no connection meanwhile.
         connection.close()
 
 
-async def watch(generation_id, *, poll_seconds: float = POLL_SECONDS) -> AsyncIterator[Generation]:
+async def watch(
+    generation_id: UUID | str, *, poll_seconds: float = POLL_SECONDS
+) -> AsyncIterator[Generation]:
     """Yield the generation each time it changes, until it is finished (the last one yielded)."""
     layer = get_channel_layer()
     channel = await layer.new_channel()

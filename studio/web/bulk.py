@@ -3,14 +3,15 @@
 import io
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,7 +19,7 @@ from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from accounts.http import safe_next
+from accounts.http import AuthenticatedRequest, safe_next
 from accounts.models import Membership
 from studio.engine.services import (
     ProjectError,
@@ -35,7 +36,7 @@ from studio.web.images import _project_from
 MAX_BULK_IMAGES = 500
 
 
-def _selected_images(request: HttpRequest, membership: Membership) -> list[Image]:
+def _selected_images(request: AuthenticatedRequest, membership: Membership) -> list[Image]:
     ids = []
     for value in request.POST.getlist("images")[:MAX_BULK_IMAGES]:
         try:
@@ -51,7 +52,7 @@ def _selected_images(request: HttpRequest, membership: Membership) -> list[Image
 
 @login_required
 @require_POST
-def gallery_bulk(request: HttpRequest) -> HttpResponse:
+def gallery_bulk(request: AuthenticatedRequest) -> HttpResponseBase:
     membership = request.membership
     images = _selected_images(request, membership)
     back = safe_next(request, reverse("studio:gallery"))
@@ -110,7 +111,7 @@ class _Pipe(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: bytes) -> int:  # type: ignore[override]
         self.pending += data
         return len(data)
 
@@ -120,7 +121,7 @@ class _Pipe(io.RawIOBase):
         return data
 
 
-def _zip_chunks(images: list[Image]) -> Iterator[bytes]:
+def _zip_chunks(images: list[Image]) -> Generator[bytes, None, None]:
     """A ZIP of the originals, made while it is sent: memory stays at one read buffer, whatever the size."""
     pipe = _Pipe()
     taken: set[str] = set()
@@ -140,22 +141,28 @@ def _zip_chunks(images: list[Image]) -> Iterator[bytes]:
     yield pipe.take()
 
 
-async def _from_worker_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+async def _from_worker_thread(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
     """Under ASGI, a plain iterator would be read whole into memory first; read it piece by piece instead."""
-    take = sync_to_async(next, thread_sensitive=False)
+
+    def take() -> bytes | None:
+        return next(chunks, None)
+
+    read = sync_to_async(take, thread_sensitive=False)
     try:
-        while (chunk := await take(chunks, None)) is not None:
+        while (chunk := await read()) is not None:
             if chunk:
                 yield chunk
     finally:
         chunks.close()
 
 
-def _zip_response(request: HttpRequest, images: list[Image]) -> StreamingHttpResponse:
+def _zip_response(request: AuthenticatedRequest, images: list[Image]) -> StreamingHttpResponse:
     chunks = _zip_chunks(images)
-    content = _from_worker_thread(chunks) if isinstance(request, ASGIRequest) else chunks
+    content: AsyncIterator[bytes] | Iterator[bytes] = (
+        _from_worker_thread(chunks) if isinstance(request, ASGIRequest) else chunks
+    )
     response = StreamingHttpResponse(content, content_type="application/zip")
     filename = f"studio-{timezone.localtime():%Y%m%d-%H%M}-{len(images)}-images.zip"
-    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename) or ""
     response["Cache-Control"] = "private, no-store"
     return response

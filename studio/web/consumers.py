@@ -37,11 +37,11 @@ class StudioConsumer(WebsocketConsumer):
             async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
         self.accept()
 
-    def disconnect(self, code) -> None:
+    def disconnect(self, code: int) -> None:
         for group in getattr(self, "subscriptions", []):
             async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
 
-    def receive(self, text_data=None, bytes_data=None) -> None:
+    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The page only listens.
         return
 

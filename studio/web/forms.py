@@ -1,91 +1,24 @@
 import uuid
 from functools import cached_property
+from typing import Any, cast
 
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
+from accounts.models import Workspace
 from studio.engine import images as image_files
 from studio.engine import spec as spec_module
 from studio.engine.images import CheckedImage, ImageProblem, check_image, check_mask
 from studio.engine.services import SubmittedImage
 from studio.engine.spec import GenerationSpec, SpecError
 from studio.models import Image, Project
+from studio.web.composer_guide import RATIO_GUIDANCE, RATIO_LABELS
 
 
 def _choices(values: tuple[str, ...], labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
     labels = labels or {}
     return [(value, labels.get(value, value)) for value in values]
 
-
-RATIO_LABELS = {
-    "auto": "Auto (the model picks)",
-    "1:1": "1:1 square",
-    "16:9": "16:9 wide",
-    "9:16": "9:16 tall",
-    "3:2": "3:2 photo",
-    "2:3": "2:3 portrait",
-    "4:3": "4:3 classic",
-    "3:4": "3:4 portrait",
-    "5:4": "5:4 print",
-    "4:5": "4:5 feed portrait",
-    "21:9": "21:9 cinema",
-}
-
-# What each shape is for, shown beside the ratio picker (after the image services' own advice).
-RATIO_GUIDANCE = {
-    "auto": "Auto lets the model pick the shape from your prompt. 1K only: 2K and 4K need a ratio.",
-    "1:1": "Square: social posts, avatars, icons and product shots.",
-    "16:9": "Wide: banners, video thumbnails, slides and desktop wallpapers.",
-    "9:16": "Tall: stories, reels, shorts and phone wallpapers.",
-    "3:2": "Classic photo landscape: prints, blog headers, scenery.",
-    "2:3": "Photo portrait: posters, book covers, pins.",
-    "4:3": "Classic screen: presentations, tablets, illustrations.",
-    "3:4": "Portrait: product pages, magazine pages, prints.",
-    "5:4": "Near square landscape: framed prints and art.",
-    "4:5": "Portrait feed posts: the tallest shape most feeds show uncropped.",
-    "21:9": "Cinematic: ultra-wide scenes, website heroes, film stills.",
-}
-
-# Prompt helpers: a button per preset appends its phrase to the prompt. Phrases follow the image services'
-# prompting advice: name the medium or style, the light, the mood and the framing in plain words.
-PROMPT_PRESETS = (
-    (
-        "Style",
-        (
-            ("Photorealistic", "photorealistic photograph, natural detail and textures"),
-            ("Watercolor", "soft watercolor painting on textured paper"),
-            ("3D render", "3D render, soft global illumination, clean materials"),
-            ("Flat illustration", "flat vector illustration, clean shapes, limited palette"),
-            ("Oil painting", "oil painting with visible brushstrokes"),
-        ),
-    ),
-    (
-        "Lighting",
-        (
-            ("Golden hour", "warm golden-hour light, long soft shadows"),
-            ("Studio softbox", "studio softbox lighting, even and diffused"),
-            ("Neon", "neon lighting, vivid magenta and cyan glow"),
-            ("Overcast", "soft overcast daylight"),
-        ),
-    ),
-    (
-        "Mood",
-        (
-            ("Serene", "serene, calm mood"),
-            ("Dramatic", "dramatic, high-contrast mood"),
-            ("Playful", "playful, cheerful mood"),
-        ),
-    ),
-    (
-        "Camera",
-        (
-            ("Close-up", "close-up shot"),
-            ("Wide angle", "wide-angle shot"),
-            ("35mm film", "shot on 35mm film, subtle grain"),
-            ("Overhead", "top-down overhead view"),
-        ),
-    ),
-)
 
 IMAGE_ACCEPT = "image/png,image/jpeg,image/webp"
 
@@ -108,7 +41,7 @@ class MultipleImageField(forms.FileField):
 
     widget = MultipleFileInput
 
-    def clean(self, data, initial=None):
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
         uploads = data if isinstance(data, list | tuple) else [data] if data else []
         return [super(MultipleImageField, self).clean(upload, initial) for upload in uploads]
 
@@ -123,7 +56,7 @@ def _is_uuid(value: str) -> bool:
 
 def _checked_upload(upload: UploadedFile) -> CheckedImage:
     """An uploaded image checked by its content; the size limit is read before the file is."""
-    if upload.size > image_files.MAX_INPUT_BYTES:
+    if (upload.size or 0) > image_files.MAX_INPUT_BYTES:
         raise ImageProblem(f"The image is larger than {image_files.MAX_INPUT_BYTES // (1024 * 1024)} MB.")
     upload.seek(0)
     return check_image(upload.read(), max_bytes=image_files.MAX_INPUT_BYTES)
@@ -178,15 +111,16 @@ class ComposerForm(forms.Form):
     )
     idempotency_key = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
 
-    def __init__(self, *args, workspace=None, **kwargs):
+    def __init__(self, *args: Any, workspace: Workspace | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.workspace = workspace
         self.spec: GenerationSpec | None = None
-        self.references: list[SubmittedImage] = []
+        # The checked input images (references, the mask's source first) and the mask, once valid.
+        self.inputs: list[SubmittedImage] = []
         self.mask_input: SubmittedImage | None = None
         if workspace is not None:
             default = Project.default_for(workspace)
-            self.fields["project"].queryset = Project.objects.filter(
+            cast(forms.ModelChoiceField, self.fields["project"]).queryset = Project.objects.filter(
                 workspace=workspace, archived_at__isnull=True
             )
             self.fields["project"].initial = default.pk
@@ -308,8 +242,9 @@ class ComposerForm(forms.Form):
             + len(self._named_ids("gallery_references"))
         )
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         count = self._input_count()
         if count > spec_module.MAX_INPUT_IMAGES:
             self.add_error(
@@ -329,8 +264,10 @@ class ComposerForm(forms.Form):
             if not inputs:
                 self.add_error("mask", "A mask needs an image to edit: choose a source image.")
                 return cleaned
+            source = inputs[0].image
+            assert source is not None  # the page's inputs are checked images, never URLs
             try:
-                check_mask(mask, inputs[0].image)
+                check_mask(mask, source)
             except ImageProblem as problem:
                 self.add_error("mask", str(problem))
                 return cleaned
@@ -349,11 +286,11 @@ class ComposerForm(forms.Form):
             for name, message in error.errors.items():
                 self.add_error(name if name in self.fields else None, message)
             return cleaned
-        self.references = inputs
+        self.inputs = inputs
         self.mask_input = SubmittedImage(image=mask) if mask is not None else None
         return cleaned
 
-    def _collect_inputs(self, cleaned: dict) -> list[SubmittedImage] | None:
+    def _collect_inputs(self, cleaned: dict[str, Any]) -> list[SubmittedImage] | None:
         """The input images in request order, the mask's source first; None after adding an error."""
         inputs: list[SubmittedImage] = []
         if source := cleaned.get("source_gallery_image"):
@@ -377,7 +314,9 @@ class ComposerForm(forms.Form):
 class ProjectForm(forms.Form):
     name = forms.CharField(label="Name", max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
 
-    def __init__(self, *args, workspace, project: Project | None = None, **kwargs):
+    def __init__(
+        self, *args: Any, workspace: Workspace, project: Project | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.workspace = workspace
         self.project = project

@@ -12,20 +12,22 @@ the prompts with a GIN index, queried with `websearch_to_tsquery`) is the next s
 
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from accounts.models import Membership
+from accounts.http import AuthenticatedRequest
+from accounts.models import Membership, User, Workspace
 from studio.models import (
     ACTIVE_STATUSES,
     Favourite,
@@ -68,10 +70,10 @@ class GalleryFilters(forms.Form):
     date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, data, *, workspace):
+    def __init__(self, data: QueryDict, *, workspace: Workspace) -> None:
         super().__init__(data)
         self.projects = list(Project.objects.filter(workspace=workspace))
-        self.fields["project"].choices = [("", "All projects")] + [
+        cast(forms.ChoiceField, self.fields["project"]).choices = [("", "All projects")] + [
             (project.pk, f"{project.name} (archived)" if project.is_archived else project.name)
             for project in self.projects
         ]
@@ -81,13 +83,14 @@ class GalleryFilters(forms.Form):
             .order_by("username")
             .values_list("pk", "username")
         )
-        self.fields["author"].choices = [("", "Everyone"), *authors]
+        cast(forms.ChoiceField, self.fields["author"]).choices = [("", "Everyone"), *authors]
         # These apply as soon as they change; the search applies as one types (see gallery.html).
         for name in ("project", "author", "status", "favourites", "date_from", "date_to"):
             self.fields[name].widget.attrs["class"] = "filter-control"
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
             self.add_error("date_to", "Pick a day on or after the From day.")
         return data
@@ -133,11 +136,11 @@ def _narrow(queryset: QuerySet, filters: GalleryFilters, *, through: str = "") -
     return queryset
 
 
-def with_favourite(queryset: QuerySet, user) -> QuerySet:
+def with_favourite(queryset: QuerySet[Image], user: User) -> QuerySet[Image]:
     return queryset.annotate(is_favourite=Exists(Favourite.objects.filter(user=user, image=OuterRef("pk"))))
 
 
-def _gallery_images(membership: Membership, user, filters: GalleryFilters) -> QuerySet:
+def _gallery_images(membership: Membership, user: User, filters: GalleryFilters) -> QuerySet[Image]:
     images = _narrow(Image.objects.filter(workspace=membership.workspace), filters, through="generation__")
     if text := filters.cleaned_data.get("q"):
         # A subquery, not the join: SQLite scans the matching generations once instead of once per image.
@@ -145,13 +148,15 @@ def _gallery_images(membership: Membership, user, filters: GalleryFilters) -> Qu
         images = images.filter(generation__in=matching.values("pk"))
     images = with_favourite(images, user)
     if filters.cleaned_data.get("favourites"):
-        images = images.filter(is_favourite=True)
+        images = images.filter(is_favourite=True)  # type: ignore[misc]  # with_favourite annotated it
     return images.select_related("generation__author", "generation__project").order_by("-created_at", "-id")
 
 
-def _gallery_generations(membership: Membership, filters: GalleryFilters) -> QuerySet:
+def _gallery_generations(membership: Membership, filters: GalleryFilters) -> QuerySet[Generation]:
     statuses = STATUS_FILTERS[filters.cleaned_data["status"]][1]
-    generations = Generation.objects.filter(workspace=membership.workspace, status__in=statuses)
+    generations: QuerySet[Generation] = Generation.objects.filter(
+        workspace=membership.workspace, status__in=statuses
+    )
     if filters.cleaned_data.get("favourites"):
         return generations.none()  # favourites are images, and these generations have none
     generations = _matching(_narrow(generations, filters), filters.cleaned_data.get("q") or "")
@@ -187,7 +192,7 @@ def _page(queryset: QuerySet, cursor: tuple[datetime, uuid.UUID] | None) -> tupl
 
 @login_required
 @require_GET
-def gallery(request: HttpRequest) -> HttpResponse:
+def gallery(request: AuthenticatedRequest) -> HttpResponse:
     membership = request.membership
     filters = GalleryFilters(request.GET, workspace=membership.workspace)
     filters.is_valid()  # invalid fields are left out of the filtering and shown with their errors
@@ -227,7 +232,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def history(request: HttpRequest) -> HttpResponse:
+def history(request: AuthenticatedRequest) -> HttpResponse:
     membership = request.membership
     query = request.GET.get("q", "").strip()[:200]
     mine = Generation.objects.filter(workspace=membership.workspace, author=request.user)

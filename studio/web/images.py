@@ -2,18 +2,20 @@
 (image, thumbnail, inputs) served only to members of its workspace."""
 
 import uuid
+from typing import Any
+from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.http import safe_next
-from accounts.models import Membership
+from accounts.http import AuthenticatedRequest, safe_next
+from accounts.models import Membership, User, Workspace
 from studio.engine.services import (
     ProjectError,
     image_can_manage,
@@ -31,7 +33,7 @@ from studio.web.files import file_response
 from studio.web.gallery import LINEAGE_LIMIT, with_favourite
 
 
-def _get_image_for_member(request: HttpRequest, image_id) -> tuple[Image, Membership]:
+def _get_image_for_member(request: AuthenticatedRequest, image_id: UUID) -> tuple[Image, Membership]:
     """The image and the user's membership of its workspace; 404 for anyone who is not a member."""
     image = get_object_or_404(
         with_favourite(
@@ -65,7 +67,7 @@ def _input_label(item: GenerationInput, has_mask: bool) -> str:
     return f"Reference {item.position + 1}"
 
 
-def _lineage(image: Image, user) -> tuple[list[GenerationInput], list[dict]]:
+def _lineage(image: Image, user: User) -> tuple[list[GenerationInput], list[dict[str, Any]]]:
     """What the image was made from (its generation's inputs) and what was made from it (their generations).
 
     A source image in a workspace the user cannot open is named, never linked or shown.
@@ -82,7 +84,7 @@ def _lineage(image: Image, user) -> tuple[list[GenerationInput], list[dict]]:
         .prefetch_related("generation__images")
         .order_by("-generation__created_at")[:LINEAGE_LIMIT]
     )
-    derived: dict = {}
+    derived: dict[Any, dict[str, Any]] = {}
     for use in uses:
         entry = derived.setdefault(use.generation_id, {"generation": use.generation, "roles": []})
         entry["roles"].append("mask" if use.role == InputRole.MASK else "reference")
@@ -91,7 +93,7 @@ def _lineage(image: Image, user) -> tuple[list[GenerationInput], list[dict]]:
 
 @login_required
 @require_GET
-def image_view(request: HttpRequest, image_id) -> HttpResponse:
+def image_view(request: AuthenticatedRequest, image_id: UUID) -> HttpResponse:
     image, membership = _get_image_for_member(request, image_id)
     generation = image.generation
     inputs, derived = _lineage(image, request.user)
@@ -117,21 +119,21 @@ def image_view(request: HttpRequest, image_id) -> HttpResponse:
 
 @login_required
 @require_POST
-def image_favourite(request: HttpRequest, image_id) -> HttpResponse:
+def image_favourite(request: AuthenticatedRequest, image_id: UUID) -> HttpResponse:
     image, _membership = _get_image_for_member(request, image_id)
     # The button says which state it wants, so a double click or a retried request does not flip it back.
     if request.POST.get("favourite") == "0":
         Favourite.objects.filter(user=request.user, image=image).delete()
-        image.is_favourite = False
+        image.is_favourite = False  # type: ignore[attr-defined]  # annotated by with_favourite
     else:
         Favourite.objects.get_or_create(user=request.user, image=image)
-        image.is_favourite = True
+        image.is_favourite = True  # type: ignore[attr-defined]
     if request.htmx:
         return render(request, "studio/gallery.html#favourite-button", {"image": image})
     return redirect(safe_next(request, reverse("studio:image-view", args=[image.pk])))
 
 
-def _project_from(request: HttpRequest, workspace) -> Project:
+def _project_from(request: AuthenticatedRequest, workspace: Workspace) -> Project:
     project_id = request.POST.get("project", "")
     if not project_id.isdigit():
         raise Http404("No such project.")
@@ -140,7 +142,7 @@ def _project_from(request: HttpRequest, workspace) -> Project:
 
 @login_required
 @require_POST
-def image_move(request: HttpRequest, image_id) -> HttpResponse:
+def image_move(request: AuthenticatedRequest, image_id: UUID) -> HttpResponse:
     image, membership = _get_image_for_member(request, image_id)
     project = _project_from(request, image.workspace)
     try:
@@ -154,7 +156,7 @@ def image_move(request: HttpRequest, image_id) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def image_delete(request: HttpRequest, image_id) -> HttpResponse:
+def image_delete(request: AuthenticatedRequest, image_id: UUID) -> HttpResponse:
     image, membership = _get_image_for_member(request, image_id)
     if not image_can_manage(membership, image):
         raise PermissionDenied("Only the author or an owner can delete this image.")
@@ -171,7 +173,7 @@ def image_delete(request: HttpRequest, image_id) -> HttpResponse:
 
 @login_required
 @require_GET
-def input_file(request: HttpRequest, generation_id, input_id: int) -> FileResponse:
+def input_file(request: AuthenticatedRequest, generation_id: UUID, input_id: int) -> FileResponse:
     """An image a generation was given (reference or mask), for the lineage; members of its workspace only."""
     item = get_object_or_404(
         GenerationInput.objects.filter(generation__workspace__memberships__user=request.user),
@@ -181,13 +183,13 @@ def input_file(request: HttpRequest, generation_id, input_id: int) -> FileRespon
     return file_response(item.file, item.content_type or "application/octet-stream")
 
 
-def _get_image_for_user(request: HttpRequest, image_id) -> Image:
+def _get_image_for_user(request: AuthenticatedRequest, image_id: UUID) -> Image:
     return get_object_or_404(Image.objects.filter(workspace__memberships__user=request.user), pk=image_id)
 
 
 @login_required
 @require_GET
-def image_file(request: HttpRequest, image_id) -> FileResponse:
+def image_file(request: AuthenticatedRequest, image_id: UUID) -> FileResponse:
     image = _get_image_for_user(request, image_id)
     download = f"studio-{image.pk}.{image.format}" if request.GET.get("download") else None
     return file_response(image.file, image.content_type, download_name=download)
@@ -195,6 +197,6 @@ def image_file(request: HttpRequest, image_id) -> FileResponse:
 
 @login_required
 @require_GET
-def image_thumbnail(request: HttpRequest, image_id) -> FileResponse:
+def image_thumbnail(request: AuthenticatedRequest, image_id: UUID) -> FileResponse:
     image = _get_image_for_user(request, image_id)
     return file_response(image.thumbnail, "image/webp")

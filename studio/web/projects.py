@@ -6,11 +6,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.access import get_membership_for_user, get_writer_membership_for_user
+from accounts.http import AuthenticatedRequest
 from accounts.models import Membership
 from studio.engine.services import (
     ProjectError,
@@ -25,7 +26,7 @@ from studio.web.forms import ProjectForm
 logger = logging.getLogger(__name__)
 
 
-def _get_project_for_user(request: HttpRequest, project_id: int) -> tuple[Project, Membership]:
+def _get_project_for_user(request: AuthenticatedRequest, project_id: int) -> tuple[Project, Membership]:
     """The project and the user's membership of its workspace; 404 for anyone who is not a member."""
     project = get_object_or_404(
         Project.objects.select_related("workspace").filter(workspace__memberships__user=request.user),
@@ -37,7 +38,9 @@ def _get_project_for_user(request: HttpRequest, project_id: int) -> tuple[Projec
     return project, membership
 
 
-def _get_writable_project_for_user(request: HttpRequest, project_id: int) -> tuple[Project, Membership]:
+def _get_writable_project_for_user(
+    request: AuthenticatedRequest, project_id: int
+) -> tuple[Project, Membership]:
     project, membership = _get_project_for_user(request, project_id)
     if not membership.can_write:
         raise PermissionDenied("Viewers cannot change the projects of this workspace.")
@@ -46,7 +49,7 @@ def _get_writable_project_for_user(request: HttpRequest, project_id: int) -> tup
 
 @login_required
 @require_GET
-def project_list(request: HttpRequest, slug: str) -> HttpResponse:
+def project_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = get_membership_for_user(request, slug)
     Project.default_for(membership.workspace)
     projects = Project.objects.filter(workspace=membership.workspace).annotate(
@@ -67,7 +70,7 @@ def project_list(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def project_new(request: HttpRequest, slug: str) -> HttpResponse:
+def project_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = get_writer_membership_for_user(request, slug)
     form = ProjectForm(request.POST or None, workspace=membership.workspace)
     if request.method == "POST" and form.is_valid():
@@ -80,7 +83,7 @@ def project_new(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
+def project_edit(request: AuthenticatedRequest, project_id: int) -> HttpResponse:
     project, membership = _get_writable_project_for_user(request, project_id)
     form = ProjectForm(request.POST or None, workspace=project.workspace, project=project)
     if request.method == "POST" and form.is_valid():
@@ -93,7 +96,7 @@ def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def project_archive_view(request: HttpRequest, project_id: int) -> HttpResponse:
+def project_archive_view(request: AuthenticatedRequest, project_id: int) -> HttpResponse:
     project, membership = _get_writable_project_for_user(request, project_id)
     try:
         project_archive(project=project, membership=membership)
@@ -108,7 +111,7 @@ def project_archive_view(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def project_restore_view(request: HttpRequest, project_id: int) -> HttpResponse:
+def project_restore_view(request: AuthenticatedRequest, project_id: int) -> HttpResponse:
     project, membership = _get_writable_project_for_user(request, project_id)
     project_restore(project=project, membership=membership)
     messages.success(request, f"{project} is open again.")

@@ -2,14 +2,16 @@
 
 import json
 import logging
+from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
 
+from accounts.http import AuthenticatedRequest
 from accounts.ledger import InsufficientCredits
 from studio.engine import images as image_files
 from studio.engine import spec as spec_module
@@ -19,8 +21,9 @@ from studio.engine.services import (
     price_list,
 )
 from studio.models import Generation, Image, Project
+from studio.web.composer_guide import PROMPT_PRESETS, RATIO_GUIDANCE
 from studio.web.files import file_response
-from studio.web.forms import PROMPT_PRESETS, RATIO_GUIDANCE, ComposerForm, ratio_sizes
+from studio.web.forms import ComposerForm, ratio_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ logger = logging.getLogger(__name__)
 HOME_CARDS = 24
 
 
-def _get_generation_for_user(request: HttpRequest, generation_id) -> Generation:
+def _get_generation_for_user(request: AuthenticatedRequest, generation_id: UUID) -> Generation:
     """The generation, if the user is a member of its workspace; 404 for anyone else."""
     return get_object_or_404(
         Generation.objects.for_user(request.user)
@@ -38,7 +41,7 @@ def _get_generation_for_user(request: HttpRequest, generation_id) -> Generation:
     )
 
 
-def _home_context(request: HttpRequest, form: ComposerForm) -> dict:
+def _home_context(request: AuthenticatedRequest, form: ComposerForm) -> dict:
     membership = request.membership
     prices = price_list()
     generations = Generation.objects.filter(workspace=membership.workspace)
@@ -69,7 +72,7 @@ def _home_context(request: HttpRequest, form: ComposerForm) -> dict:
 COMPOSER_QUERY_FIELDS = ("prompt", "aspect_ratio", "resolution", "quality", "n", "output_format", "project")
 
 
-def _composer_initial(request: HttpRequest) -> dict:
+def _composer_initial(request: AuthenticatedRequest) -> dict:
     initial = {}
     if (reuse := request.GET.get("reuse")) and (generation := _reusable_generation(request, reuse)):
         # "Reuse settings": the composer as it was for that generation (its inputs are not carried over).
@@ -84,7 +87,7 @@ def _composer_initial(request: HttpRequest) -> dict:
     return initial
 
 
-def _reusable_generation(request: HttpRequest, generation_id: str) -> Generation | None:
+def _reusable_generation(request: AuthenticatedRequest, generation_id: str) -> Generation | None:
     """A generation of the current workspace, or None (a stranger's id is ignored, never shown)."""
     try:
         return Generation.objects.filter(pk=generation_id, workspace=request.membership.workspace).first()
@@ -94,26 +97,26 @@ def _reusable_generation(request: HttpRequest, generation_id: str) -> Generation
 
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedRequest) -> HttpResponse:
     form = ComposerForm(initial=_composer_initial(request), workspace=request.membership.workspace)
     return render(request, "studio/home.html", _home_context(request, form))
 
 
 @login_required
 @require_POST
-def generate(request: HttpRequest) -> HttpResponse:
+def generate(request: AuthenticatedRequest) -> HttpResponse:
     membership = request.membership
     if not membership.can_write:
         raise PermissionDenied("Viewers cannot generate in this workspace.")
     form = ComposerForm(request.POST, request.FILES, workspace=membership.workspace)
     generation = None
-    if form.is_valid():
+    if form.is_valid() and form.spec is not None:  # a valid form has its spec
         try:
             generation = generation_submit(
                 membership=membership,
                 spec=form.spec,
                 project=form.cleaned_data.get("project"),
-                references=form.references,
+                references=form.inputs,
                 mask=form.mask_input,
                 idempotency_key=form.cleaned_data["idempotency_key"],
             )
@@ -145,7 +148,7 @@ PICKER_PAGE_SIZE = 24
 
 @login_required
 @require_GET
-def composer_gallery_picker(request: HttpRequest) -> HttpResponse:
+def composer_gallery_picker(request: AuthenticatedRequest) -> HttpResponse:
     """Recent images of the current workspace, as thumbnails to pick as references or as the mask's source."""
     purpose = "source" if request.GET.get("for") == "source" else "reference"
     offset = min(int(request.GET["offset"]), 10**9) if request.GET.get("offset", "").isdigit() else 0
@@ -168,7 +171,7 @@ def composer_gallery_picker(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def generation_card(request: HttpRequest, generation_id) -> HttpResponse:
+def generation_card(request: AuthenticatedRequest, generation_id: UUID) -> HttpResponse:
     generation = _get_generation_for_user(request, generation_id)
     return render(
         request,
@@ -179,7 +182,7 @@ def generation_card(request: HttpRequest, generation_id) -> HttpResponse:
 
 @login_required
 @require_POST
-def cancel(request: HttpRequest, generation_id) -> HttpResponse:
+def cancel(request: AuthenticatedRequest, generation_id: UUID) -> HttpResponse:
     generation = _get_generation_for_user(request, generation_id)
     membership = generation.workspace.memberships.filter(user=request.user).first()
     if membership is None:
@@ -195,7 +198,7 @@ def cancel(request: HttpRequest, generation_id) -> HttpResponse:
 
 @login_required
 @require_GET
-def partial_image(request: HttpRequest, generation_id) -> FileResponse:
+def partial_image(request: AuthenticatedRequest, generation_id: UUID) -> FileResponse:
     generation = _get_generation_for_user(request, generation_id)
     if not generation.partial_image:
         raise Http404

@@ -120,3 +120,19 @@ def test_a_price_rule_added_in_the_admin_prices_the_next_generation_and_the_comp
         membership=personal_membership(alice), spec=GenerationSpec.build(prompt="x", n=3)
     )
     assert generation.cost == 120
+
+
+def test_webhook_deliveries_are_listed_and_read_only(admin_client, alice):
+    from studio.models import WebhookDelivery
+
+    generation = failed_without_refund(alice)
+    delivery = WebhookDelivery.objects.create(
+        generation=generation, url="https://receiver.example/hook", attempt=1, status_code=500, error="HTTP 500"
+    )
+    listing = admin_client.get("/admin/studio/webhookdelivery/?succeeded__exact=0").content.decode()
+    assert "https://receiver.example/hook" in listing
+    page = admin_client.get(f"/admin/studio/webhookdelivery/{delivery.pk}/change/").content.decode()
+    assert "HTTP 500" in page and 'name="_save"' not in page
+    assert admin_client.get("/admin/studio/webhookdelivery/add/").status_code == 403
+    generation_page = admin_client.get(f"/admin/studio/generation/{generation.pk}/change/").content.decode()
+    assert "Webhook deliveries" in generation_page

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import ApiKey, Membership, User
 
@@ -6,12 +8,12 @@ from accounts.models import ApiKey, Membership, User
 class Command(BaseCommand):
     help = "Create an API key for a user and print it (it is shown only this once)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--workspace", help="Workspace slug (default: the user's personal workspace).")
         parser.add_argument("--name", default="command line", help="What the key is for.")
 
-    def handle(self, *args, username: str, workspace: str | None, name: str, **options) -> None:
+    def handle(self, *args: Any, username: str, workspace: str | None, name: str, **options: Any) -> None:
         from accounts.services import personal_workspace
 
         user = User.objects.filter(username=username).first()

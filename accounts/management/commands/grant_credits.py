@@ -1,6 +1,8 @@
 """Grant (or, with a negative amount, deduct) credits from the shell, as the admin form does."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.ledger import InsufficientCredits
 from accounts.models import User
@@ -10,13 +12,15 @@ from accounts.services import credits_grant_or_deduct
 class Command(BaseCommand):
     help = "Grant credits to a user, or deduct them with a negative AMOUNT. Writes a ledger entry."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("amount", type=int, help="Credits to add; negative to deduct.")
         parser.add_argument("--reason", required=True, help="Why; kept in the ledger.")
         parser.add_argument("--actor", help="Username of the person doing this, recorded as the actor.")
 
-    def handle(self, *args, username: str, amount: int, reason: str, actor: str | None, **options) -> None:
+    def handle(
+        self, *args: Any, username: str, amount: int, reason: str, actor: str | None, **options: Any
+    ) -> None:
         user = self._user(username)
         actor_user = self._user(actor) if actor else None
         if amount == 0:

@@ -142,13 +142,15 @@ class OpenAIProvider:
             params["stream"] = True
             params["partial_images"] = spec.partial_images
 
+        # The SDK's overloads turn on `stream`, which is decided here at run time.
+        images_api: Any = client.images
         if spec.input_images == 0:
-            return client.images.generate(moderation=spec.moderation, **params)
+            return images_api.generate(moderation=spec.moderation, **params)
         if not images:
             raise Rejected("An edit needs at least one image.", code="invalid_request")
         # The edits endpoint takes no `moderation` (the SDK has no such parameter for it).
         # A list, even of one image, makes the SDK send `image[]` parts.
-        return client.images.edit(
+        return images_api.edit(
             image=[_as_upload(image) for image in images],
             **({"mask": _as_upload(mask)} if mask is not None else {}),
             **params,
@@ -239,39 +241,40 @@ def translate_error(error: openai.APIError, *, request_id: str = "") -> Provider
 def classify_failure(
     *, code: str, error_type: str, status: int | None, upstream_message: str, request_id: str
 ) -> ProviderError:
-    details = {"code": code, "status": status, "request_id": request_id}
+    def details(default_code: str = "") -> dict[str, Any]:
+        return {"code": code or default_code, "status": status, "request_id": request_id}
 
     if code == "insufficient_quota" or error_type == "insufficient_quota":
-        return Rejected(QUOTA_MESSAGE, **{**details, "code": "insufficient_quota"})
+        return Rejected(QUOTA_MESSAGE, code="insufficient_quota", status=status, request_id=request_id)
     if code == "moderation_blocked":
-        return Rejected(MODERATION_MESSAGE, **details)
+        return Rejected(MODERATION_MESSAGE, **details())
     if status == 429:
         return Transient(
             "The image service is rate limiting the studio. Try again in a moment.",
-            **{**details, "code": code or "rate_limited"},
+            **details("rate_limited"),
         )
     if status is not None and status >= 500:
         return Transient(
             "The image service had an internal error. Try again.",
-            **{**details, "code": code or "server_error"},
+            **details("server_error"),
         )
     if status in (401, 403):
-        return Rejected(CREDENTIALS_MESSAGE, **{**details, "code": code or "unauthorized"})
+        return Rejected(CREDENTIALS_MESSAGE, **details("unauthorized"))
     if status in (408, 409):
         # Request timeout and lock conflict: the SDK's own retry policy counts these as passing.
         return Transient(
             upstream_message or "The image service was busy. Try again.",
-            **{**details, "code": code or "conflict"},
+            **details("conflict"),
         )
     if status is not None or error_type == "invalid_request_error":
         return Rejected(
             upstream_message or "The image service rejected the request.",
-            **{**details, "code": code or "invalid_request"},
+            **details("invalid_request"),
         )
     # A failure reported mid-stream with nothing saying the request itself was at fault.
     return Transient(
         upstream_message or "The image service failed while drawing the image. Try again.",
-        **{**details, "code": code or "stream_error"},
+        **details("stream_error"),
     )
 
 

@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from studio.management.embedded_redis import EmbeddedRedis
 
@@ -20,13 +22,15 @@ STOP_GRACE_SECONDS = 10
 class Command(BaseCommand):
     help = "Run web, worker, beat (and an embedded Redis) together, as `make run` does."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--concurrency", type=int, default=settings.CELERY_WORKER_CONCURRENCY)
         parser.add_argument("--no-beat", action="store_true", help="Do not start Celery beat.")
 
-    def handle(self, *args, host: str, port: int, concurrency: int, no_beat: bool, **options) -> None:
+    def handle(
+        self, *args: Any, host: str, port: int, concurrency: int, no_beat: bool, **options: Any
+    ) -> None:
         # One studio per data directory: a second would share (and pull away) the first one's embedded Redis.
         lock = open(settings.DATA_DIR / "runstudio.lock", "w")  # noqa: SIM115  (held for the whole run)
         try:
@@ -96,7 +100,7 @@ class Command(BaseCommand):
         process = subprocess.Popen(command, env=env, start_new_session=True)
         self.children.append((name, process))
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
 
     def _stop_children(self) -> None:

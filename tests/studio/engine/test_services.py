@@ -132,10 +132,9 @@ def test_a_rolled_back_end_enqueues_no_webhook(alice, webhooks_sent, django_capt
         spec=GenerationSpec.build(prompt="a kite"),
         callback_url="https://receiver.example/hooks",
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(RuntimeError), transaction.atomic():
-            generation_fail(generation, message="upstream down")
-            raise RuntimeError("the transaction fails after the transition")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        generation_fail(generation, message="upstream down")
+        raise RuntimeError("the transaction fails after the transition")
     assert webhooks_sent == []
     generation.refresh_from_db()
     assert generation.status == Status.QUEUED
