@@ -127,7 +127,11 @@ def test_webhook_deliveries_are_listed_and_read_only(admin_client, alice):
 
     generation = failed_without_refund(alice)
     delivery = WebhookDelivery.objects.create(
-        generation=generation, url="https://receiver.example/hook", attempt=1, status_code=500, error="HTTP 500"
+        generation=generation,
+        url="https://receiver.example/hook",
+        attempt=1,
+        status_code=500,
+        error="HTTP 500",
     )
     listing = admin_client.get("/admin/studio/webhookdelivery/?succeeded__exact=0").content.decode()
     assert "https://receiver.example/hook" in listing
