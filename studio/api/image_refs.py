@@ -15,8 +15,9 @@ from django.urls import Resolver404, resolve
 from accounts.models import Workspace
 from studio.api import links
 from studio.api.errors import ApiError, invalid, not_found
-from studio.engine.fetch import FetchRefused, check_url
+from studio.engine.fetch import check_url
 from studio.engine.images import ImageProblem, check_image
+from studio.engine.outbound import OutboundRefused
 from studio.engine.services import SubmittedImage
 from studio.models import Image
 
@@ -65,7 +66,7 @@ def resolve_image(reference: str, *, workspace: Workspace, own_hosts: set[str], 
         return _gallery_image(workspace, image_id, param)
     try:
         check_url(reference)
-    except FetchRefused as error:
+    except OutboundRefused as error:
         raise invalid(f"{param}: {error}", param=param, code="url_refused") from error
     return SubmittedImage(url=reference)
 

@@ -13,7 +13,8 @@ from studio.api import links
 from studio.api.auth import Caller
 from studio.api.errors import forbidden, insufficient_credits, invalid, not_found
 from studio.api.image_refs import resolve_image, resolve_images
-from studio.engine.fetch import FetchRefused, check_url
+from studio.engine.fetch import check_url
+from studio.engine.outbound import OutboundRefused
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec, SpecError
 from studio.models import Generation, Status
@@ -59,7 +60,7 @@ def submit(
     if callback_url and not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
         try:
             check_url(callback_url)
-        except FetchRefused as error:
+        except OutboundRefused as error:
             raise invalid(f"callback: {error}", param="callback_url", code="url_refused") from error
     try:
         return generation_submit(

@@ -33,7 +33,8 @@ from django.utils import timezone
 
 from studio.engine import images as image_files
 from studio.engine.events import publish_generation_changed
-from studio.engine.fetch import FetchRefused, fetch_image
+from studio.engine.fetch import fetch_image
+from studio.engine.outbound import OutboundRefused
 from studio.engine.providers import (
     Completed,
     InputImage,
@@ -107,7 +108,7 @@ def run_generation(generation_id: str) -> None:
             _run_attempts(generation, provider, spec, references, mask)
         except Canceled:
             logger.info("generation %s was stopped while running", generation_id)
-        except FetchRefused as error:
+        except OutboundRefused as error:
             with contextlib.suppress(Canceled):
                 _fail(generation, message=f"An input image could not be used: {error}", code="input_refused")
         except Exception:

@@ -15,11 +15,14 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 
-from studio.engine.fetch import FetchRefused, check_url
+from studio.engine import outbound
+from studio.engine.outbound import OutboundRefused
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -38,13 +41,21 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, toleranc
     return hmac.compare_digest(sign(secret, stamp, body), signature or "")
 
 
-def post(url: str, payload: dict, *, secret: str, delivery_id: str) -> tuple[int | None, str]:
-    """One delivery: (status code, error). Private addresses are refused unless settings allow them."""
-    if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
-        try:
-            check_url(url)
-        except FetchRefused as error:
-            return None, str(error)[:300]
+def post(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    secret: str,
+    delivery_id: str,
+    transport: httpx.BaseTransport | None = None,
+) -> tuple[int | None, str]:
+    """One delivery: (status code, error). Through the outbound guard: resolved once, and sent to the address
+    checked (a name that answers otherwise at delivery reaches nothing new), unless settings allow private
+    addresses (local testing). Redirects are not followed. `transport` replaces the network, for tests."""
+    try:
+        target = _target(url)
+    except OutboundRefused as error:
+        return None, str(error)[:300]
     body = json.dumps(payload, separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {
@@ -56,13 +67,24 @@ def post(url: str, payload: dict, *, secret: str, delivery_id: str) -> tuple[int
         "X-Studio-Signature": sign(secret, timestamp, body),
     }
     try:
-        response = httpx.post(
-            url,
-            content=body,
-            headers=headers,
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            follow_redirects=False,
-        )
+        with httpx.Client(transport=transport, follow_redirects=False) as client:
+            response = client.post(
+                target.pinned_url,
+                content=body,
+                headers=target.headers(headers),
+                extensions=target.extensions,
+                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            )
     except httpx.HTTPError as error:
         return None, f"{type(error).__name__}: {error}"[:300]
     return response.status_code, "" if response.is_success else f"HTTP {response.status_code}"
+
+
+def _target(url: str) -> outbound.Target:
+    if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        return outbound.check(url)
+    # Local testing only: any address, still one lookup-free request to the URL as given.
+    parts = urlsplit(url)
+    return outbound.Target(
+        url=url, pinned_url=url, host_header=parts.netloc, server_name=parts.hostname or "", address=""
+    )

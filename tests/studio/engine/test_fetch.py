@@ -6,7 +6,8 @@ import socket
 import httpx
 import pytest
 
-from studio.engine.fetch import FetchRefused, Limits, fetch_image
+from studio.engine.fetch import Limits, fetch_image
+from studio.engine.outbound import OutboundRefused
 from tests.conftest import png_bytes
 
 PUBLIC = "93.184.215.14"
@@ -41,7 +42,7 @@ def test_private_and_loopback_addresses_are_refused(url):
     def never(request):
         raise AssertionError("no connection may be made")
 
-    with pytest.raises(FetchRefused, match="private or reserved"):
+    with pytest.raises(OutboundRefused, match="private or reserved"):
         fetch_image(url, transport=httpx.MockTransport(never))
 
 
@@ -52,7 +53,7 @@ def test_a_redirect_to_a_private_address_is_refused(public_dns):
         requested.append(str(request.url))
         return httpx.Response(302, headers={"Location": "http://10.0.0.1/secret.png"})
 
-    with pytest.raises(FetchRefused, match="private or reserved"):
+    with pytest.raises(OutboundRefused, match="private or reserved"):
         fetch_image("https://images.example/cat.png", transport=httpx.MockTransport(answer))
     assert len(requested) == 1
 
@@ -71,23 +72,23 @@ def test_the_connection_is_pinned_to_the_checked_address(public_dns):
 
 def test_only_http_and_https_are_fetched():
     for url in ("file:///etc/passwd", "ftp://images.example/x.png", "gopher://x"):
-        with pytest.raises(FetchRefused):
+        with pytest.raises(OutboundRefused):
             fetch_image(url)
 
 
 def test_size_and_type_are_checked(public_dns):
     big = httpx.MockTransport(lambda request: httpx.Response(200, content=b"x" * 2048))
-    with pytest.raises(FetchRefused, match=r"over|larger"):
+    with pytest.raises(OutboundRefused, match=r"over|larger"):
         fetch_image("https://images.example/big.png", limits=Limits(max_bytes=1024), transport=big)
     text = httpx.MockTransport(lambda request: httpx.Response(200, content=b"<html>not an image</html>"))
-    with pytest.raises(FetchRefused, match="PNG, JPEG or WebP"):
+    with pytest.raises(OutboundRefused, match="PNG, JPEG or WebP"):
         fetch_image("https://images.example/page.png", transport=text)
     missing = httpx.MockTransport(lambda request: httpx.Response(404))
-    with pytest.raises(FetchRefused, match="404"):
+    with pytest.raises(OutboundRefused, match="404"):
         fetch_image("https://images.example/gone.png", transport=missing)
 
 
 def test_too_many_redirects_are_refused(public_dns):
     loop = httpx.MockTransport(lambda request: httpx.Response(302, headers={"Location": "/again"}))
-    with pytest.raises(FetchRefused, match="too many"):
+    with pytest.raises(OutboundRefused, match="too many"):
         fetch_image("https://images.example/loop", transport=loop)
