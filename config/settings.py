@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -43,10 +44,32 @@ DATA_DIR = Path(envstr("STUDIO_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
+# One switch for the production stance: STUDIO_ENV=production turns on secure cookies, HSTS and HTTPS
+# redirects, and refuses to start (naming the variable) without its secrets and real services. Without it,
+# the development defaults that `make run` uses: SQLite, an embedded Redis, a key kept in the data directory.
+STUDIO_ENV = envstr("STUDIO_ENV", "development")
+if STUDIO_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"STUDIO_ENV must be development or production, not {STUDIO_ENV!r}.")
+PRODUCTION = STUDIO_ENV == "production"
+
+
+def required_in_production(name: str, why: str) -> str:
+    value = envstr(name)
+    if PRODUCTION and not value:
+        raise ImproperlyConfigured(f"STUDIO_ENV=production needs {name}: {why}.")
+    return value
+
+
 def _secret_key() -> str:
-    if key := envstr("SECRET_KEY"):
+    if key := required_in_production(
+        "SECRET_KEY", "a long random secret (for example 50+ random characters)"
+    ):
+        if PRODUCTION and (len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure")):
+            raise ImproperlyConfigured(
+                "STUDIO_ENV=production needs SECRET_KEY of 50 or more random characters."
+            )
         return key
-    # Development default: a random key kept in the data directory so sessions survive restarts.
+    # Development only: a random key kept in the data directory so sessions survive restarts.
     path = DATA_DIR / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
@@ -56,7 +79,18 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = envbool("DEBUG", False)
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "STUDIO_ENV=production refuses DEBUG=true: it shows settings and code to anyone."
+    )
+ALLOWED_HOSTS = envlist(
+    "ALLOWED_HOSTS",
+    "" if PRODUCTION else "127.0.0.1,localhost,[::1]",
+)
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "STUDIO_ENV=production needs ALLOWED_HOSTS: the host names the studio answers to."
+    )
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
 
@@ -113,7 +147,13 @@ TEMPLATES = [
 ]
 
 # Database: SQLite in the data directory unless DATABASE_URL names a server.
-DATABASE_URL = envstr("DATABASE_URL")
+DATABASE_URL = required_in_production(
+    "DATABASE_URL", "a PostgreSQL server, e.g. postgres://user:pass@host/studio"
+)
+if PRODUCTION and not DATABASE_URL.startswith(("postgres://", "postgresql://")):
+    raise ImproperlyConfigured(
+        "STUDIO_ENV=production needs DATABASE_URL of a PostgreSQL server (postgres://...)."
+    )
 SQLITE_OPTIONS = {
     # Workers write from many threads: wait for the lock instead of failing, and take it up front.
     "timeout": 30,
@@ -143,7 +183,9 @@ AUTH_USER_MODEL = "accounts.User"
 
 # Redis: broker, channel layer and cache. Without REDIS_URL, the embedded Redis that `runstudio` starts
 # on a unix socket in the data directory.
-REDIS_URL = envstr("REDIS_URL") or f"unix://{DATA_DIR / 'redis' / 'redis.sock'}"
+REDIS_URL = required_in_production("REDIS_URL", "a Redis server, e.g. redis://host:6379/0") or (
+    f"unix://{DATA_DIR / 'redis' / 'redis.sock'}"
+)
 
 
 def _celery_broker_url(redis_url: str) -> str:
@@ -236,10 +278,18 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", PRODUCTION)
+# Health checks answer over plain HTTP inside the network, whatever the redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SECURE_REFERRER_POLICY = "same-origin"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_PROXY", False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -300,3 +350,7 @@ WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 5)
 WEBHOOK_RETRY_BACKOFF_SECONDS = envfloat("WEBHOOK_RETRY_BACKOFF_SECONDS", 10)
 # Callbacks to private addresses are refused (server-side request forgery); allow them only for local testing.
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = envbool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+if PRODUCTION and WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+    raise ImproperlyConfigured(
+        "STUDIO_ENV=production refuses WEBHOOK_ALLOW_PRIVATE_ADDRESSES (local testing only)."
+    )

@@ -1,0 +1,91 @@
+"""One switch, STUDIO_ENV=production: secure defaults, `check --deploy` clean, and a refusal to start that
+names each missing secret or service. Each case is a fresh `manage.py` process, as a deployment starts one."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDIO_VARIABLES = (
+    "STUDIO_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "DEBUG", "SECURE_COOKIES",
+    "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES",
+)  # fmt: skip
+
+
+def production(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in STUDIO_VARIABLES}
+    env |= {
+        "STUDIO_ENV": "production",
+        "STUDIO_DATA_DIR": str(tmp_path),
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": "postgres://studio:secret@db.internal:5432/studio",
+        "REDIS_URL": "redis://redis.internal:6379/0",
+        "ALLOWED_HOSTS": "studio.example.com",
+    }
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def manage(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_in_production(tmp_path):
+    result = manage(production(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_turns_on_secure_cookies_hsts_and_https(tmp_path):
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, "
+        "s.SESSION_COOKIE_SAMESITE, s.SECURE_REFERRER_POLICY, s.DEBUG)"
+    )
+    result = manage(production(tmp_path), "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-7:] == ["True", "True", "True", "31536000", "Lax", "same-origin", "False"]
+    assert not (tmp_path / "secret_key").exists()  # never a key made up on the spot
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"SECRET_KEY": None}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"DATABASE_URL": None}, "DATABASE_URL"),
+        ({"DATABASE_URL": "sqlite:////tmp/studio.sqlite3"}, "DATABASE_URL"),
+        ({"REDIS_URL": None}, "REDIS_URL"),
+        ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS"),
+        ({"DEBUG": "true"}, "DEBUG"),
+        ({"WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"}, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES"),
+        ({"STUDIO_ENV": "prod"}, "STUDIO_ENV"),
+    ],
+)
+def test_production_refuses_to_start_naming_what_is_missing(tmp_path, overrides, named):
+    result = manage(production(tmp_path, **overrides), "check")
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured" in last_line and named in last_line, result.stderr
+
+
+def test_without_the_switch_the_development_defaults_need_nothing(tmp_path):
+    env = {name: value for name, value in os.environ.items() if name not in STUDIO_VARIABLES}
+    result = manage({**env, "STUDIO_DATA_DIR": str(tmp_path)}, "check")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "secret_key").exists()
