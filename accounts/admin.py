@@ -1,7 +1,9 @@
 from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -14,6 +16,8 @@ from accounts.ledger import InsufficientCredits
 from accounts.models import ApiKey, Invitation, LedgerEntry, Membership, User, Workspace
 from accounts.services import credits_grant_or_deduct
 
+# What makes a user more powerful: only a superuser may change these (see UserAdmin, GroupAdmin).
+PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 LEDGER_FIELDS = ("created_at", "kind", "amount", "balance_after", "actor", "reason", "reference")
 
 
@@ -54,6 +58,14 @@ class UserAdmin(BaseUserAdmin):
             name="accounts_user_credits",
         )
         return [credits_url, *super().get_urls()]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        """Only a superuser grants rights: for anyone else staff status, superuser status, groups and
+        permissions are read-only, on every user, their own account included."""
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if request.user.is_superuser:
+            return fields
+        return (*fields, *PRIVILEGE_FIELDS)
 
     def has_adjust_credits_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.adjust_credits")
@@ -187,3 +199,27 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset.filter(revoked_at__isnull=True):
             key.revoke(by=cast(User, request.user))
         self.message_user(request, "The selected keys are revoked.")
+
+
+# A group carries permissions: whoever may change a group may raise its members, themselves included.
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(BaseGroupAdmin):
+    """Groups and their permissions, for superusers only."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser

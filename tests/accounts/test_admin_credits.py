@@ -174,3 +174,78 @@ def test_a_grant_updates_the_open_pages_of_the_user_after_commit(
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(f"/admin/accounts/user/{alice.pk}/credits/", {"amount": "10", "reason": "Thanks"})
     assert published == [alice.pk]
+
+
+# Only a superuser grants rights
+
+
+@pytest.fixture
+def user_manager(make_user, client):
+    """A staff member allowed to view and change users, and nothing more."""
+    manager = make_user("manager")
+    manager.is_staff = True
+    manager.save(update_fields=["is_staff"])
+    manager.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_user", "change_user", "change_group", "add_group"])
+    )
+    client.force_login(manager)
+    return manager
+
+
+def _change_form(user) -> dict:
+    return {
+        "username": user.username,
+        "email": user.email,
+        "first_name": "",
+        "last_name": "",
+        "is_active": "on",
+        "is_staff": "on",
+        "is_superuser": "on",
+        "groups": [],
+        "user_permissions": [str(pk) for pk in Permission.objects.values_list("pk", flat=True)[:50]],
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "ledger_entries-TOTAL_FORMS": "0",
+        "ledger_entries-INITIAL_FORMS": "0",
+    }
+
+
+def test_a_staff_user_who_may_change_users_cannot_raise_themselves(client, user_manager):
+    page = client.get(f"/admin/accounts/user/{user_manager.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'name="email"' in html  # the form is there, with the rights read-only
+    assert 'name="is_superuser"' not in html and 'name="user_permissions"' not in html
+    response = client.post(f"/admin/accounts/user/{user_manager.pk}/change/", _change_form(user_manager))
+    assert response.status_code == 302  # saved: the other fields changed, the rights did not
+    user_manager.refresh_from_db()
+    assert not user_manager.is_superuser
+    assert set(user_manager.user_permissions.values_list("codename", flat=True)) == {
+        "view_user",
+        "change_user",
+        "change_group",
+        "add_group",
+    }
+
+
+def test_a_staff_user_who_may_change_users_cannot_raise_anyone_else(client, user_manager, alice):
+    response = client.post(
+        f"/admin/accounts/user/{alice.pk}/change/", {**_change_form(alice), "first_name": "A"}
+    )
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.first_name == "A"
+    assert not alice.is_staff and not alice.is_superuser and not alice.user_permissions.exists()
+
+
+def test_groups_are_for_superusers_only(client, user_manager):
+    assert client.get("/admin/auth/group/").status_code == 403
+    assert client.post("/admin/auth/group/add/", {"name": "root", "permissions": []}).status_code == 403
+    from django.contrib.auth.models import Group
+
+    assert not Group.objects.exists()
+
+
+def test_a_superuser_still_grants_staff(admin_client, alice):
+    page = admin_client.get(f"/admin/accounts/user/{alice.pk}/change/").content.decode()
+    assert 'name="is_staff"' in page and 'name="is_superuser"' in page
