@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 
 logger = logging.getLogger("studio.api")
 
@@ -136,7 +137,12 @@ def from_validation_error(exc: ValidationError) -> ApiError:
     return invalid(message, param=param, code=code)
 
 
-def as_api_error(exc: Exception) -> ApiError:
+def _is_json(request: HttpRequest) -> bool:
+    content_type = request.content_type or ""
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def as_api_error(exc: Exception, request: HttpRequest | None = None) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ValidationError):
@@ -144,6 +150,12 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, AuthenticationError):
         return unauthorized()
     if isinstance(exc, HttpError):
+        if exc.status_code == 400 and request is not None and not _is_json(request):
+            return ApiError(
+                "Send the body as JSON, with 'Content-Type: application/json'.",
+                status=415,
+                code="unsupported_media_type",
+            )
         if exc.status_code == 400:  # ninja could not parse the body
             return invalid("The body must be JSON.", code="invalid_json")
         return ApiError(str(exc), status=exc.status_code, code="error")
@@ -165,7 +177,7 @@ def as_api_error(exc: Exception) -> ApiError:
 
 def sjinn_response(error: ApiError) -> HttpResponse:
     """sjinn reports errors in the body; the HTTP status still tells auth, money, limits and methods apart."""
-    status = error.status if error.status in (401, 402, 405, 413, 429) or error.status >= 500 else 200
+    status = error.status if error.status in (401, 402, 405, 413, 415, 429) or error.status >= 500 else 200
     body = {"success": False, "errorMsg": error.message, "error_code": error.status}
     return _with_headers(JsonResponse(body, status=status), error)
 
@@ -188,7 +200,7 @@ def install(api: NinjaAPI) -> None:
 
     def handle(request: HttpRequest, exc: Exception | type[Exception]) -> HttpResponse:
         raised = exc if isinstance(exc, Exception) else exc()
-        error = as_api_error(raised)
+        error = as_api_error(raised, request)
         if error.status >= 500:
             logger.error("API error on %s %s", request.method, request.path, exc_info=raised)
         return render(request, error)
@@ -196,3 +208,12 @@ def install(api: NinjaAPI) -> None:
     # ninja looks a handler up by the exception's class first: replace its defaults one by one.
     for exception_class in (Exception, ApiError, ValidationError, HttpError, Http404):
         api.add_exception_handler(exception_class, handle)
+
+
+class JsonParser(Parser):
+    """JSON bodies, sent as JSON: a body in another content type is refused (415), not guessed at."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        if not _is_json(request):
+            raise ValueError(f"a {request.content_type or 'untyped'} body where JSON was expected")
+        return super().parse_body(request)

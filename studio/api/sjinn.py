@@ -68,7 +68,7 @@ class Failure(Schema):
     error_code: int
 
 
-FAILURES: dict[int, type[Schema]] = {status: Failure for status in (401, 402, 405, 413, 429, 500)}
+FAILURES: dict[int, type[Schema]] = {status: Failure for status in (401, 402, 405, 413, 415, 429, 500)}
 
 
 def _answer(data: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import re_path
 from ninja import NinjaAPI, Router
 
 from studio.api import errors, givon, native, openai, sinancode, sjinn
@@ -22,6 +23,7 @@ api = NinjaAPI(
     ),
     auth=ApiKeyAuth(),
     urls_namespace="api",
+    parser=errors.JsonParser(),
     openapi_url="/v1/openapi.json",
     docs_url="/api/docs",
 )
@@ -64,5 +66,14 @@ for dialect in (openai.router, native.router, sjinn.router, sinancode.router, gi
     answer_other_methods_with_405(dialect)
     api.add_router("", dialect)
 
-urlpatterns = api.urls[0]
+urlpatterns = list(api.urls[0])
 app_name = "api"
+
+
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """An unknown path under the API's prefixes answers in OpenAI's error shape, never with an HTML page."""
+    return errors.not_found(f"No such endpoint: {request.method} {request.path}.").response()
+
+
+# After ninja's routes (and its docs), so only what none of them matched lands here.
+urlpatterns += [re_path(r"^(?:v1|api)/(?P<rest>.*)$", not_found, name="not-found")]

@@ -11,7 +11,7 @@ the prompts with a GIN index, queried with `websearch_to_tsquery`) is the next s
 """
 
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 
 from django import forms
@@ -130,7 +130,7 @@ def _narrow(queryset: QuerySet, filters: GalleryFilters, *, through: str = "") -
     # Whole days in the studio's time zone, as bounds on the indexed creation time.
     if day := data.get("date_from"):
         queryset = queryset.filter(created_at__gte=timezone.make_aware(datetime.combine(day, time.min)))
-    if day := data.get("date_to"):
+    if (day := data.get("date_to")) and day < date.max:  # the last day there is has no day after it
         end = timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
         queryset = queryset.filter(created_at__lt=end)
     return queryset

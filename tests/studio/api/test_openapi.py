@@ -20,6 +20,7 @@ def _public_routes() -> set[str]:
                 "api-root",
                 "openapi-json",
                 "openapi-view",
+                "not-found",
             ):
                 routes.add("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(inner.pattern)))
     return routes
@@ -101,3 +102,10 @@ def test_a_missing_key_answers_401_in_each_dialects_shape(client):
     sjinn_answer = client.post("/api/un-api/query_tool_task_status", {}, content_type="application/json")
     assert sjinn_answer.status_code == 401
     assert sjinn_answer.json()["success"] is False and sjinn_answer.json()["error_code"] == 401
+
+
+@pytest.mark.parametrize("path", ["/v1/nothing", "/api/v1/nothing/at/all", "/v1/tasks/a/b"])
+def test_an_unknown_api_path_answers_404_in_openais_shape(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
