@@ -1,7 +1,6 @@
 """Identity and money: users, workspaces and their members, invitations, and the credit ledger."""
 
 import hashlib
-import hmac
 import secrets
 from datetime import timedelta
 
@@ -11,6 +10,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
+
+from accounts import crypto
 
 
 class User(AbstractUser):
@@ -217,6 +218,11 @@ class ApiKey(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The secret that signs this key's webhooks: random, encrypted at rest (accounts.crypto), shown once.
+    # After a rotation the previous one signs too, for WEBHOOK_SECRET_OVERLAP_SECONDS.
+    webhook_secret_encrypted = models.TextField(editable=False)
+    previous_webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -238,9 +244,18 @@ class ApiKey(models.Model):
         secret = cls.PREFIX + secrets.token_urlsafe(32)
         prefix = secret[: len(cls.PREFIX) + 6]
         key = cls.objects.create(
-            user=user, workspace=workspace, name=name, prefix=prefix, key_hash=cls.hash(secret)
+            user=user,
+            workspace=workspace,
+            name=name,
+            prefix=prefix,
+            key_hash=cls.hash(secret),
+            webhook_secret_encrypted=crypto.encrypt(cls.new_webhook_secret()),
         )
         return key, secret
+
+    @staticmethod
+    def new_webhook_secret() -> str:
+        return "whsec_" + secrets.token_urlsafe(32)
 
     @classmethod
     def authenticate(cls, secret: str) -> "ApiKey | None":
@@ -254,9 +269,33 @@ class ApiKey(models.Model):
 
     @property
     def webhook_secret(self) -> str:
-        """The secret that signs this key's webhook deliveries: derived, so nothing more is stored."""
-        digest = hmac.new(settings.SECRET_KEY.encode(), f"webhook:{self.key_hash}".encode(), hashlib.sha256)
-        return "whsec_" + digest.hexdigest()[:48]
+        """The secret that signs this key's webhook deliveries (decrypted on use)."""
+        return crypto.decrypt(self.webhook_secret_encrypted)
+
+    def webhook_signing_secrets(self) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, and the previous one during the overlap
+        after a rotation, so a receiver still on the old secret keeps verifying until it is updated."""
+        found = [self.webhook_secret]
+        overlap = timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP_SECONDS)
+        rotated = self.webhook_secret_rotated_at
+        if self.previous_webhook_secret_encrypted and rotated and timezone.now() - rotated < overlap:
+            found.append(crypto.decrypt(self.previous_webhook_secret_encrypted))
+        return found
+
+    def rotate_webhook_secret(self) -> str:
+        """A new webhook secret, returned to be shown once; the current one keeps signing for the overlap."""
+        secret = self.new_webhook_secret()
+        self.previous_webhook_secret_encrypted = self.webhook_secret_encrypted
+        self.webhook_secret_encrypted = crypto.encrypt(secret)
+        self.webhook_secret_rotated_at = timezone.now()
+        self.save(
+            update_fields=[
+                "webhook_secret_encrypted",
+                "previous_webhook_secret_encrypted",
+                "webhook_secret_rotated_at",
+            ]
+        )
+        return secret
 
     def revoke(self, *, by: "User | None" = None) -> None:
         ApiKey.objects.filter(pk=self.pk, revoked_at__isnull=True).update(

@@ -35,4 +35,9 @@ urlpatterns = [
     # API keys
     path("settings/api-keys/", api_keys.api_keys, name="api-keys"),
     path("settings/api-keys/<int:key_id>/revoke/", api_keys.api_key_revoke, name="api-key-revoke"),
+    path(
+        "settings/api-keys/<int:key_id>/rotate-webhook-secret/",
+        api_keys.api_key_rotate_webhook_secret,
+        name="api-key-rotate-webhook-secret",
+    ),
 ]

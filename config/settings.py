@@ -1,5 +1,7 @@
 """Settings for Studio: one module, driven by the environment. Every variable is listed in README.md."""
 
+import base64
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -78,6 +80,22 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _encryption_keys() -> list[str]:
+    """Fernet keys for secrets kept encrypted at rest (webhook signing secrets): the first encrypts, every one
+    decrypts, so a key is rotated by putting a new one first. Development derives one from SECRET_KEY."""
+    keys = envlist("STUDIO_ENCRYPTION_KEYS", "")
+    if keys:
+        return keys
+    required_in_production(
+        "STUDIO_ENCRYPTION_KEYS", "one or more Fernet keys, comma-separated (the first encrypts)"
+    )
+    digest = hashlib.sha256(f"studio-encryption:{SECRET_KEY}".encode()).digest()
+    return [base64.urlsafe_b64encode(digest).decode()]
+
+
+ENCRYPTION_KEYS = _encryption_keys()
 DEBUG = envbool("DEBUG", False)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured(
@@ -349,6 +367,8 @@ WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 10)
 WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 5)
 WEBHOOK_RETRY_BACKOFF_SECONDS = envfloat("WEBHOOK_RETRY_BACKOFF_SECONDS", 10)
 # Callbacks to private addresses are refused (server-side request forgery); allow them only for local testing.
+# After a key's webhook secret is rotated, deliveries are signed with both secrets for this long.
+WEBHOOK_SECRET_OVERLAP_SECONDS = envint("WEBHOOK_SECRET_OVERLAP_SECONDS", 24 * 3600)
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = envbool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
 if PRODUCTION and WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
     raise ImproperlyConfigured(

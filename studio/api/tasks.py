@@ -44,7 +44,9 @@ def deliver(generation_id: str, *, attempt: int) -> bool:
         return True
     if generation.webhook_deliveries.filter(succeeded=True).exists():
         return True
-    secret = generation.api_key.webhook_secret if generation.api_key else settings.SECRET_KEY
+    if generation.api_key is None:  # only API tasks have callbacks, and their keys sign them
+        return True
+    signing_secrets = generation.api_key.webhook_signing_secrets()
     delivery = WebhookDelivery.objects.create(
         generation=generation, url=generation.callback_url, attempt=attempt
     )
@@ -52,7 +54,10 @@ def deliver(generation_id: str, *, attempt: int) -> bool:
     connection.close()  # no connection held while the receiver answers
     started = time.monotonic()
     status_code, error = webhooks.post(
-        generation.callback_url, payload, secret=secret, delivery_id=f"{generation.pk}-{delivery.pk}"
+        generation.callback_url,
+        payload,
+        secrets=signing_secrets,
+        delivery_id=f"{generation.pk}-{delivery.pk}",
     )
     delivery.status_code = status_code
     delivery.error = error

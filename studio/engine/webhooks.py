@@ -5,7 +5,11 @@ Headers of every delivery:
     X-Studio-Delivery: <delivery id>           unique per attempt
     X-Studio-Timestamp: <unix seconds>
     X-Studio-Signature: sha256=<hex>           HMAC-SHA256 of "<timestamp>.<body>", keyed by the key's
-                                               webhook secret (shown on the API keys page)
+                                               webhook secret (shown once on the API keys page)
+
+For a day after the secret is rotated (WEBHOOK_SECRET_OVERLAP_SECONDS), the header carries one signature
+per secret, newest first, comma-separated (`sha256=<new>,sha256=<old>`): a receiver accepts the delivery
+when any of them matches its secret, so it can move to the new secret in its own time.
 
 A receiver verifies the signature, refuses old timestamps, and deduplicates by the task id in the body (a
 delivery may be retried after a timeout the receiver did in fact process).
@@ -30,22 +34,29 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+def sign_all(secrets: list[str], timestamp: int, body: bytes) -> str:
+    """The signature header: one signature per secret, the current secret's first."""
+    return ",".join(sign(secret, timestamp, body) for secret in secrets)
+
+
 def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance_seconds: int = 300) -> bool:
-    """For receivers (and tests): is this a fresh delivery signed with `secret`?"""
+    """For receivers (and tests): is this a fresh delivery signed with `secret`, by any of the signatures of
+    the header?"""
     try:
         stamp = int(timestamp)
     except (TypeError, ValueError):
         return False
     if abs(time.time() - stamp) > tolerance_seconds:
         return False
-    return hmac.compare_digest(sign(secret, stamp, body), signature or "")
+    expected = sign(secret, stamp, body)
+    return any(hmac.compare_digest(expected, given.strip()) for given in (signature or "").split(","))
 
 
 def post(
     url: str,
     payload: dict[str, Any],
     *,
-    secret: str,
+    secrets: list[str],
     delivery_id: str,
     transport: httpx.BaseTransport | None = None,
 ) -> tuple[int | None, str]:
@@ -64,7 +75,7 @@ def post(
         "X-Studio-Event": "task.finished",
         "X-Studio-Delivery": delivery_id,
         "X-Studio-Timestamp": str(timestamp),
-        "X-Studio-Signature": sign(secret, timestamp, body),
+        "X-Studio-Signature": sign_all(secrets, timestamp, body),
     }
     try:
         with httpx.Client(transport=transport, follow_redirects=False) as client:

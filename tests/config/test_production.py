@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 STUDIO_VARIABLES = (
     "STUDIO_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "DEBUG", "SECURE_COOKIES",
-    "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES",
+    "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "STUDIO_ENCRYPTION_KEYS",
 )  # fmt: skip
 
 
@@ -25,6 +25,7 @@ def production(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "DATABASE_URL": "postgres://studio:secret@db.internal:5432/studio",
         "REDIS_URL": "redis://redis.internal:6379/0",
         "ALLOWED_HOSTS": "studio.example.com",
+        "STUDIO_ENCRYPTION_KEYS": "lUVQ1nUgXHVd6nKvqZ0ZSUFh7u2bTp3OQCyZzNnOcPI=",
     }
     for name, value in overrides.items():
         if value is None:
@@ -72,6 +73,7 @@ def test_production_turns_on_secure_cookies_hsts_and_https(tmp_path):
         ({"DATABASE_URL": "sqlite:////tmp/studio.sqlite3"}, "DATABASE_URL"),
         ({"REDIS_URL": None}, "REDIS_URL"),
         ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS"),
+        ({"STUDIO_ENCRYPTION_KEYS": None}, "STUDIO_ENCRYPTION_KEYS"),
         ({"DEBUG": "true"}, "DEBUG"),
         ({"WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"}, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES"),
         ({"STUDIO_ENV": "prod"}, "STUDIO_ENV"),

@@ -137,7 +137,7 @@ def test_a_webhook_goes_to_the_address_checked_even_if_the_name_changes_its_answ
     status, error = webhooks.post(
         "https://rebind.example/hooks",
         {"event": "task.finished"},
-        secret="s",
+        secrets=["s"],
         delivery_id="d-1",
         transport=httpx.MockTransport(answer),
     )
@@ -156,6 +156,10 @@ def test_a_webhook_to_a_refused_address_is_not_sent(settings, url):
         raise AssertionError("no connection may be made")
 
     status, error = webhooks.post(
-        url, {"event": "task.finished"}, secret="s", delivery_id="d-1", transport=httpx.MockTransport(never)
+        url,
+        {"event": "task.finished"},
+        secrets=["s"],
+        delivery_id="d-1",
+        transport=httpx.MockTransport(never),
     )
     assert status is None and "Refused" in error
