@@ -8,7 +8,7 @@ Requests run through the same queue and workers as the pages; this module only s
 import base64
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
@@ -26,7 +26,7 @@ from studio.api.errors import ApiError, forbidden, insufficient_credits, invalid
 from studio.api.schemas import ERRORS, Error, Request
 from studio.api.submission import idempotency_key
 from studio.engine import spec as spec_module
-from studio.engine.images import CheckedImage, ImageProblem, check_image, check_mask
+from studio.engine.images import MAX_INPUT_BYTES, CheckedImage, ImageProblem, check_image, check_mask
 from studio.engine.services import SubmittedImage, generation_submit
 from studio.engine.watch import watch
 from studio.models import Generation, Image, Source, Status
@@ -145,30 +145,37 @@ async def images_edits(
             param="image",
             code="missing_required_parameter",
         )
-    references = [
-        SubmittedImage(image=_checked(upload, "image"))
-        for upload in files[: spec_module.MAX_INPUT_IMAGES + 1]
-    ]
-    submitted_mask = None
-    if mask is not None:
-        checked_mask = _checked(mask, "mask")
-        source = references[0].image
-        try:
-            if source is not None:
-                check_mask(checked_mask, source)
-        except ImageProblem as error:
-            raise invalid(str(error), param="mask") from error
-        submitted_mask = SubmittedImage(image=checked_mask)
+    # Counts and sizes first, from what was sent; then the decoding, in a worker thread, off the event loop.
     params = openai_params.parse(
-        fields.model_dump(exclude_none=True), input_images=len(files), has_mask=submitted_mask is not None
+        fields.model_dump(exclude_none=True), input_images=len(files), has_mask=mask is not None
     )
+    references, submitted_mask = await sync_to_async(_checked_inputs, thread_sensitive=False)(files, mask)
     generation = await sync_to_async(_submit)(
         caller_of(request), params, references, submitted_mask, idempotency_key(request)
     )
     return await _answer(request, generation.pk, params, event_prefix="image_edit")
 
 
+def _checked_inputs(
+    files: list[UploadedFile], mask: UploadedFile | None
+) -> tuple[list[SubmittedImage], SubmittedImage | None]:
+    references = [SubmittedImage(image=_checked(upload, "image")) for upload in files]
+    if mask is None:
+        return references, None
+    checked_mask = _checked(mask, "mask")
+    try:
+        check_mask(checked_mask, cast(CheckedImage, references[0].image))
+    except ImageProblem as error:
+        raise invalid(str(error), param="mask") from error
+    return references, SubmittedImage(image=checked_mask)
+
+
 def _checked(upload: UploadedFile, param: str) -> CheckedImage:
+    """An uploaded image, its size checked before it is read and its content before it is decoded."""
+    if (upload.size or 0) > MAX_INPUT_BYTES:
+        raise invalid(
+            f"{upload.name}: the image is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MB.", param=param
+        )
     try:
         return check_image(upload.read())
     except ImageProblem as error:

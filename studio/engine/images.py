@@ -1,14 +1,17 @@
 """Image files: sniffing and checking uploads, thumbnails. Pure Pillow, no models."""
 
 import io
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image
 
 MAX_INPUT_BYTES = 50 * 1024 * 1024
-# Pillow's decompression-bomb guard: refuse anything past this many pixels instead of warning.
-Image.MAX_IMAGE_PIXELS = 64_000_000
+# Checked from the file's header, before anything is decoded: a few kilobytes can claim gigapixels.
+MAX_INPUT_PIXELS = 64_000_000
+MAX_EDGE_PIXELS = 16_384
+# Pillow's own guard, a warning then an error at twice its limit, fires inside Image.open with a message that
+# names no size; every outside image comes through check_image, whose header check says more.
+Image.MAX_IMAGE_PIXELS = None
 THUMBNAIL_EDGE = 512
 FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
 
@@ -31,32 +34,42 @@ class CheckedImage:
 
 
 def check_image(data: bytes, *, max_bytes: int = MAX_INPUT_BYTES) -> CheckedImage:
-    """Accept PNG, JPEG or WebP by their content (never by name), within size and pixel limits."""
+    """Accept a still PNG, JPEG or WebP by its content (never by name), within size and pixel limits. The
+    limits are read from the header before anything is decoded. Blocking work: call it off the event loop."""
     if len(data) > max_bytes:
         raise ImageProblem(f"The image is larger than {max_bytes // (1024 * 1024)} MB.")
     if not data:
         raise ImageProblem("The file is empty.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                kind = FORMATS.get(image.format or "")
-                if kind is None:
-                    raise ImageProblem("Use a PNG, JPEG or WebP image.")
-                image.load()
-                return CheckedImage(
-                    data=data,
-                    format=kind,
-                    width=image.width,
-                    height=image.height,
-                    has_alpha="A" in image.getbands() or "transparency" in image.info,
-                )
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageProblem("The image has too many pixels.") from error
+        with Image.open(io.BytesIO(data)) as image:
+            kind = FORMATS.get(image.format or "")
+            if kind is None:
+                raise ImageProblem("Use a PNG, JPEG or WebP image.")
+            _check_header(image)
+            image.load()
+            return CheckedImage(
+                data=data,
+                format=kind,
+                width=image.width,
+                height=image.height,
+                has_alpha="A" in image.getbands() or "transparency" in image.info,
+            )
     except ImageProblem:
         raise
     except Exception as error:
         raise ImageProblem("This file is not a readable PNG, JPEG or WebP image.") from error
+
+
+def _check_header(image: Image.Image) -> None:
+    width, height = image.size
+    if width > MAX_EDGE_PIXELS or height > MAX_EDGE_PIXELS or width * height > MAX_INPUT_PIXELS:
+        raise ImageProblem(
+            f"The image is {width}x{height}: at most {MAX_EDGE_PIXELS:,} pixels a side and "
+            f"{MAX_INPUT_PIXELS // 1_000_000} megapixels in all."
+        )
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise ImageProblem(f"Use a still image: this one is animated ({frames:,} frames).")
 
 
 def thumbnail(data: bytes, *, edge: int = THUMBNAIL_EDGE) -> bytes:
