@@ -13,8 +13,8 @@ from django.urls import URLPattern, path, reverse
 
 from accounts.forms import CreditAdjustmentForm
 from accounts.ledger import InsufficientCredits
-from accounts.models import ApiKey, Invitation, LedgerEntry, Membership, User, Workspace
-from accounts.services import credits_grant_or_deduct
+from accounts.models import ApiKey, AuditEvent, Invitation, LedgerEntry, Membership, User, Workspace
+from accounts.services import api_key_revoke, credits_grant_or_deduct
 
 # What makes a user more powerful: only a superuser may change these (see UserAdmin, GroupAdmin).
 PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
@@ -197,7 +197,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset.filter(revoked_at__isnull=True):
-            key.revoke(by=cast(User, request.user))
+            api_key_revoke(key=key, actor=cast(User, request.user))
         self.message_user(request, "The selected keys are revoked.")
 
 
@@ -223,3 +223,24 @@ class GroupAdmin(BaseGroupAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Every security and money event, for admins; history, so read-only."""
+
+    list_display = ("created_at", "action", "actor_label", "ip", "workspace", "target")
+    list_filter = ("action", "created_at")
+    list_select_related = ("workspace",)
+    search_fields = ("actor_label", "target", "ip", "workspace__name")
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at", "action", "actor", "actor_label", "ip", "workspace", "target", "details")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -302,3 +302,45 @@ class ApiKey(models.Model):
             revoked_at=timezone.now(), revoked_by=by
         )
         self.refresh_from_db()
+
+
+class AuditAction(models.TextChoices):
+    LOGIN_SUCCEEDED = "login.succeeded", "Logged in"
+    LOGIN_FAILED = "login.failed", "Login failed"
+    LOGOUT = "logout", "Logged out"
+    SIGNUP = "signup", "Signed up"
+    WORKSPACE_CREATED = "workspace.created", "Workspace created"
+    ROLE_CHANGED = "member.role_changed", "Role changed"
+    MEMBER_REMOVED = "member.removed", "Member removed"
+    INVITATION_CREATED = "invitation.created", "Invitation sent"
+    INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
+    INVITATION_ACCEPTED = "invitation.accepted", "Invitation accepted"
+    API_KEY_CREATED = "api_key.created", "API key created"
+    API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+    WEBHOOK_SECRET_ROTATED = "api_key.webhook_secret_rotated", "Webhook secret rotated"
+    CREDITS_CHANGED = "credits.changed", "Credits granted or deducted"
+
+
+class AuditEvent(models.Model):
+    """A security or money event: who, from where, when, to what. Never a secret (see accounts.audit)."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=40, choices=AuditAction.choices, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Who it was, kept as text: the event outlives a deleted account, and a failed login has no user.
+    actor_label = models.CharField(max_length=150, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_events"
+    )
+    target = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="audit_workspace_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.get_action_display()} by {self.actor_label or '?'}"

@@ -10,8 +10,18 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import ledger
-from accounts.models import EntryKind, Invitation, LedgerEntry, Membership, Role, User, Workspace
+from accounts import audit, ledger
+from accounts.models import (
+    ApiKey,
+    AuditAction,
+    EntryKind,
+    Invitation,
+    LedgerEntry,
+    Membership,
+    Role,
+    User,
+    Workspace,
+)
 
 # Expired invitations are kept this long after expiry (so "this link has expired" stays explainable), then
 # deleted by the beat task.
@@ -32,6 +42,7 @@ def user_signup(*, username: str, email: str, password: str) -> User:
             user=user, amount=settings.SIGNUP_BONUS_CREDITS, kind=EntryKind.BONUS, reason="Welcome to Studio"
         )
     user.refresh_from_db(fields=["credits"])
+    audit.record(AuditAction.SIGNUP, actor=user, target=user.email)
     return user
 
 
@@ -60,6 +71,7 @@ def personal_workspace(user: User) -> Workspace:
 def workspace_create(*, user: User, name: str) -> Membership:
     """A team workspace with `user` as its owner."""
     workspace = Workspace.objects.create(name=name, slug=Workspace.unique_slug(name), created_by=user)
+    audit.record(AuditAction.WORKSPACE_CREATED, actor=user, workspace=workspace, target=workspace.name)
     return Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
 
 
@@ -94,8 +106,16 @@ def membership_change_role(*, membership: Membership, role: str, actor: User) ->
         raise WorkspaceError(
             f"{membership.user} is the last owner of {workspace}. Make someone else an owner first."
         )
-    membership.role = role
+    previous, membership.role = membership.role, role
     membership.save(update_fields=["role"])
+    audit.record(
+        AuditAction.ROLE_CHANGED,
+        actor=actor,
+        workspace=workspace,
+        target=membership.user.get_username(),
+        previous=previous,
+        role=role,
+    )
     return membership
 
 
@@ -113,6 +133,14 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
             f"{membership.user} is the last owner of {workspace}. Make someone else an owner first."
         )
     membership.delete()
+    audit.record(
+        AuditAction.MEMBER_REMOVED,
+        actor=actor,
+        workspace=workspace,
+        target=membership.user.get_username(),
+        role=membership.role,
+        left=membership.user_id == actor.pk,
+    )
 
 
 def workspace_leave(*, membership: Membership) -> None:
@@ -138,6 +166,9 @@ def invitation_create(*, workspace: Workspace, email: str, role: str, invited_by
         Invitation.objects.pending().filter(workspace=workspace, email__iexact=email).delete()
         invitation, token = Invitation.new(workspace=workspace, email=email, role=role, invited_by=invited_by)
         invitation.save()
+        audit.record(
+            AuditAction.INVITATION_CREATED, actor=invited_by, workspace=workspace, target=email, role=role
+        )
         transaction.on_commit(lambda: _send_invitation(invitation, token))
     return invitation
 
@@ -189,13 +220,27 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     )
     if not used:
         raise WorkspaceError("This invitation has expired or was already used. Ask for a new one.")
+    audit.record(
+        AuditAction.INVITATION_ACCEPTED,
+        actor=user,
+        workspace=invitation.workspace,
+        target=invitation.email,
+        role=invitation.role,
+    )
     return Membership.objects.create(workspace_id=invitation.workspace_id, user=user, role=invitation.role)
 
 
 @transaction.atomic
 def invitation_revoke(*, invitation: Invitation, actor: User) -> None:
     _require_owner(invitation.workspace, actor)
-    Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).delete()
+    revoked, _ = Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).delete()
+    if revoked:
+        audit.record(
+            AuditAction.INVITATION_REVOKED,
+            actor=actor,
+            workspace=invitation.workspace,
+            target=invitation.email,
+        )
 
 
 def invitations_purge_expired() -> int:
@@ -216,4 +261,37 @@ def credits_grant_or_deduct(
     if not reason.strip():
         raise ValueError("Say why the balance changes.")
     kind = EntryKind.GRANT if amount > 0 else EntryKind.ADJUSTMENT
-    return ledger.adjust(user=user, amount=amount, kind=kind, actor=actor, reason=reason.strip())
+    with transaction.atomic():
+        entry = ledger.adjust(user=user, amount=amount, kind=kind, actor=actor, reason=reason.strip())
+        audit.record(
+            AuditAction.CREDITS_CHANGED,
+            actor=actor,
+            target=user.get_username(),
+            amount=amount,
+            balance_after=entry.balance_after,
+            reason=reason.strip()[:200],
+        )
+    return entry
+
+
+# API keys
+
+
+def api_key_create(*, user: User, workspace: Workspace, name: str) -> tuple[ApiKey, str]:
+    """A new key and its secret (shown once; only its hash is kept)."""
+    key, secret = ApiKey.issue(user=user, workspace=workspace, name=name)
+    audit.record(AuditAction.API_KEY_CREATED, actor=user, workspace=workspace, target=key.prefix, name=name)
+    return key, secret
+
+
+def api_key_revoke(*, key: ApiKey, actor: User | None) -> None:
+    was_active = key.is_active
+    key.revoke(by=actor)
+    if was_active:
+        audit.record(AuditAction.API_KEY_REVOKED, actor=actor, workspace=key.workspace, target=key.prefix)
+
+
+def api_key_rotate_webhook_secret(*, key: ApiKey, actor: User) -> str:
+    secret = key.rotate_webhook_secret()
+    audit.record(AuditAction.WEBHOOK_SECRET_ROTATED, actor=actor, workspace=key.workspace, target=key.prefix)
+    return secret

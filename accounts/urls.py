@@ -17,6 +17,7 @@ urlpatterns = [
     path("workspaces/<slug:slug>/leave/", workspaces.workspace_leave_view, name="workspace-leave"),
     # Members and invitations (owners manage; every member sees the list)
     path("workspaces/<slug:slug>/members/", workspaces.workspace_members, name="workspace-members"),
+    path("workspaces/<slug:slug>/audit/", workspaces.workspace_audit, name="workspace-audit"),
     path(
         "workspaces/<slug:slug>/members/<int:membership_id>/role/", workspaces.member_role, name="member-role"
     ),

@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import services
 from accounts.forms import ApiKeyForm
 from accounts.http import AuthenticatedRequest
 from accounts.models import ApiKey
@@ -36,7 +37,7 @@ def api_keys(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         if not form.is_valid():
             return _page(request, form, status=400)
-        key, secret = ApiKey.issue(
+        key, secret = services.api_key_create(
             user=request.user, workspace=form.cleaned_data["workspace"], name=form.cleaned_data["name"]
         )
         # Shown on this answer only: the studio keeps a hash of the key and the webhook secret encrypted.
@@ -50,7 +51,7 @@ def api_keys(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 def api_key_revoke(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
-    key.revoke(by=request.user)
+    services.api_key_revoke(key=key, actor=request.user)
     messages.success(request, f"The key “{key.name}” is revoked; requests with it are refused from now on.")
     return redirect("accounts:api-keys")
 
@@ -59,5 +60,5 @@ def api_key_revoke(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
 @require_POST
 def api_key_rotate_webhook_secret(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
     key = get_object_or_404(ApiKey.objects.active(), pk=key_id, user=request.user)
-    secret = key.rotate_webhook_secret()
+    secret = services.api_key_rotate_webhook_secret(key=key, actor=request.user)
     return _page(request, ApiKeyForm(user=request.user), new_webhook_secret=secret, rotated_key=key)

@@ -6,6 +6,7 @@ A stranger gets 404 for every workspace URL; a member without the role for an ac
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,7 +16,7 @@ from accounts.access import get_membership_for_user, get_owner_membership_for_us
 from accounts.forms import InvitationForm, RoleForm, WorkspaceForm
 from accounts.http import AuthenticatedRequest, safe_next
 from accounts.middleware import SESSION_KEY
-from accounts.models import Invitation, Membership
+from accounts.models import AuditAction, AuditEvent, Invitation, Membership
 from accounts.services import (
     WorkspaceError,
     invitation_create,
@@ -90,6 +91,34 @@ def workspace_switch(request: AuthenticatedRequest) -> HttpResponse:
 def workspace_members(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = get_membership_for_user(request, slug)
     return render(request, "accounts/members.html", _members_context(membership))
+
+
+AUDIT_PAGE_SIZE = 50
+
+
+@login_required
+@require_http_methods(["GET"])
+def workspace_audit(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """The workspace's security and money events, newest first, for its owners; filtered by action and by
+    who did it."""
+    membership = get_owner_membership_for_user(request, slug)
+    events = AuditEvent.objects.filter(workspace=membership.workspace)
+    action = request.GET.get("action", "")
+    if action in AuditAction.values:
+        events = events.filter(action=action)
+    actor = request.GET.get("actor", "").strip()[:150]
+    if actor:
+        events = events.filter(actor_label__icontains=actor)
+    page = Paginator(events.select_related("actor"), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "membership": membership,
+        "workspace": membership.workspace,
+        "page": page,
+        "actions": AuditAction.choices,
+        "action": action,
+        "actor": actor,
+    }
+    return render(request, "accounts/audit.html", context)
 
 
 @login_required

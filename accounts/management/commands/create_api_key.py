@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import ApiKey, Membership, User
+from accounts.models import Membership, User
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="command line", help="What the key is for.")
 
     def handle(self, *args: Any, username: str, workspace: str | None, name: str, **options: Any) -> None:
-        from accounts.services import personal_workspace
+        from accounts.services import api_key_create, personal_workspace
 
         user = User.objects.filter(username=username).first()
         if user is None:
@@ -30,5 +30,5 @@ class Command(BaseCommand):
             target = membership.workspace
         else:
             target = personal_workspace(user)
-        _, secret = ApiKey.issue(user=user, workspace=target, name=name)
+        _, secret = api_key_create(user=user, workspace=target, name=name)
         self.stdout.write(secret)
