@@ -15,21 +15,11 @@ from django.urls import path  # noqa: E402
 from studio.web.consumers import StudioConsumer  # noqa: E402
 
 try:
-    from daphne import http_protocol
+    from config import daphne
 except ImportError:  # served by another ASGI server
     pass
 else:
-
-    class _UnparsedBodyRequest(http_protocol.WebRequest):
-        """Twisted parses every multipart body itself, by default: it reads all of it into memory once more,
-        and answers a bare 400, before Django sees the request, to one it cannot parse. Daphne never uses what
-        it parsed (Django parses the body, and answers a bad one in the API's error shape), so don't."""
-
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
-
-    # Daphne's protocol factory builds its requests from this name, once per connection.
-    http_protocol.WebRequest = _UnparsedBodyRequest
+    daphne.install()
 
 application = ProtocolTypeRouter(
     {

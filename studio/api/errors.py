@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.urls import Resolver404, resolve
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -188,6 +189,15 @@ def openai_response(error: ApiError) -> HttpResponse:
 
 # Operations are named "<dialect>-<what>" (see studio.api.urls); the dialect picks the shape.
 RENDERERS: dict[str, Callable[[ApiError], HttpResponse]] = {"sjinn": sjinn_response}
+
+
+def response_for_path(path: str, error: ApiError) -> HttpResponse:
+    """The answer for a path, before Django has a request for it (the server refusing a body)."""
+    try:
+        url_name = resolve(path).url_name or ""
+    except Resolver404:
+        url_name = ""
+    return RENDERERS.get(url_name.partition("-")[0], openai_response)(error)
 
 
 def render(request: HttpRequest, error: ApiError) -> HttpResponse:

@@ -17,6 +17,8 @@ from django.conf import settings
 from tests.workers import worker_in_process
 
 ROOT = Path(__file__).resolve().parents[3]
+# The Daphne process behind each studio_url, for tests that watch it (its memory, say).
+SERVER_PIDS: dict[str, int] = {}
 
 
 def _free_port() -> int:
@@ -79,6 +81,7 @@ def studio_url(django_db_setup, django_db_blocker, private_media_root, task_queu
                 process.kill()
                 raise RuntimeError(Path(log.name).read_text()) from None
             time.sleep(0.2)
+    SERVER_PIDS[url] = process.pid
     yield url
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=10)

@@ -1,0 +1,53 @@
+"""How Daphne receives a request, for the studio. Imported by config.asgi when Daphne serves it.
+
+- Twisted parses every multipart body itself by default: it reads all of it into memory once more, and
+  answers a bare 400, before Django sees the request, to one it cannot parse. Daphne never uses what it
+  parsed (Django parses the body, and answers a bad one in the API's error shape), so it is turned off.
+- Twisted receives a body into a temporary file, then Daphne queues all of it, in memory, for the
+  application. A body over REQUEST_MAX_BYTES is refused (413) from the file's size, before it is queued, so
+  a 200 MB upload costs disk for a moment and no memory. Routes keep their own, smaller limits on top
+  (an image's 50 MB, Django's DATA_UPLOAD_MAX_MEMORY_SIZE for a JSON body).
+"""
+
+from typing import IO
+
+from daphne import http_protocol
+from django.conf import settings
+from django.http import HttpResponse
+
+
+def _size(content: IO[bytes]) -> int:
+    size = content.seek(0, 2)
+    content.seek(0)
+    return size
+
+
+def _too_large(path: str, size: int) -> HttpResponse:
+    from studio.api import errors  # the project package answers in the API's shapes
+
+    limit = settings.REQUEST_MAX_BYTES
+    message = f"The request is {size:,} bytes: at most {limit:,} bytes are accepted."
+    if path.startswith(("/v1/", "/api/")):
+        error = errors.ApiError(message, status=413, code="request_too_large")
+        return errors.response_for_path(path, error)
+    return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+
+
+class StudioRequest(http_protocol.WebRequest):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
+
+    def process(self) -> None:
+        size = _size(self.content) if self.content is not None else 0
+        if size <= settings.REQUEST_MAX_BYTES:
+            super().process()
+            return
+        response = _too_large(self.path.decode("latin-1").split("?")[0], size)
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+        self.handle_reply({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        self.handle_reply({"type": "http.response.body", "body": response.content})
+
+
+def install() -> None:
+    # Daphne's protocol factory builds its requests from this name, once per connection.
+    http_protocol.WebRequest = StudioRequest
