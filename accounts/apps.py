@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and credits"
 
     def ready(self) -> None:
-        from accounts import audit  # noqa: F401  (connects the login signals)
+        from accounts import adapter, audit  # noqa: F401  (connect the sign-up and login signals)

@@ -82,4 +82,5 @@ def _login_failed(
     sender: object, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: object
 ) -> None:
     # `credentials` has the password blanked by Django; only the name tried is kept.
-    record(AuditAction.LOGIN_FAILED, actor_label=str(credentials.get("username", ""))[:150])
+    tried = credentials.get("username") or credentials.get("email") or ""
+    record(AuditAction.LOGIN_FAILED, actor_label=str(tried)[:150])

@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from accounts.models import Membership
@@ -15,4 +16,12 @@ def studio_header(request: HttpRequest) -> dict[str, Any]:
         "header_memberships": Membership.objects.filter(user=user)
         .select_related("workspace")
         .order_by("-workspace__is_personal", "workspace__name"),
+    }
+
+
+def signup(request: HttpRequest) -> dict[str, Any]:
+    """What the sign-up page promises: the bonus, and whether it waits for a confirmed address."""
+    return {
+        "bonus": settings.SIGNUP_BONUS_CREDITS,
+        "verification_mandatory": settings.ACCOUNT_EMAIL_VERIFICATION == "mandatory",
     }

@@ -1,49 +1,9 @@
 from typing import Any, cast
 
+from allauth.account.forms import LoginForm as AllauthLoginForm
 from django import forms
-from django.contrib.auth import password_validation
 
 from accounts.models import Role, User, Workspace
-
-
-class SignupForm(forms.Form):
-    username = forms.RegexField(
-        label="Username",
-        max_length=150,
-        regex=r"^[\w.@+-]+\Z",
-        error_messages={"invalid": "Use letters, digits and @ . + - _ only."},
-        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
-    )
-    email = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email"}))
-    password = forms.CharField(
-        label="Password",
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text="At least 8 characters, not only digits, not a common password.",
-    )
-
-    def clean_username(self) -> str:
-        username = self.cleaned_data["username"]
-        if User.objects.filter(username__iexact=username).exists():
-            raise forms.ValidationError("That username is taken.")
-        return username
-
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"].lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email exists. Log in instead.")
-        return email
-
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        cleaned = self.cleaned_data
-        if password := cleaned.get("password"):
-            candidate = User(username=cleaned.get("username", ""), email=cleaned.get("email", ""))
-            try:
-                password_validation.validate_password(password, candidate)
-            except forms.ValidationError as error:
-                self.add_error("password", error)
-        return cleaned
 
 
 class WorkspaceForm(forms.Form):
@@ -108,3 +68,11 @@ class ApiKeyForm(forms.Form):
         cast(forms.ModelChoiceField, self.fields["workspace"]).queryset = Workspace.objects.filter(
             memberships__user=user, memberships__role__in=[Role.OWNER, Role.EDITOR]
         ).order_by("-is_personal", "name")
+
+
+class LoginForm(AllauthLoginForm):
+    """allauth's login form, its first field named for what it takes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["login"].label = "Username or email"

@@ -344,3 +344,18 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.get_action_display()} by {self.actor_label or '?'}"
+
+
+class SignupBonus(models.Model):
+    """The sign-up bonus, given once per email address (normalised: see accounts.bonus) and once per user,
+    whatever accounts come and go: the unique constraints decide, not a check before the grant."""
+
+    email = models.CharField(max_length=254, unique=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="signup_bonus"
+    )
+    credits = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.credits} credits for {self.email}"

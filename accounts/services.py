@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -34,13 +33,17 @@ class WorkspaceError(Exception):
 
 @transaction.atomic
 def user_signup(*, username: str, email: str, password: str) -> User:
-    """Create a user with a personal workspace and the signup bonus."""
+    """Create a user with a personal workspace, a verified address and the sign-up bonus: for accounts made
+    by the studio's own tools and tests; people sign up through allauth (accounts.adapter)."""
+    from allauth.account.models import EmailAddress
+
+    from accounts.bonus import grant_signup_bonus
+
     user = User.objects.create_user(username=username, email=email, password=password)
     personal_workspace(user)
-    if settings.SIGNUP_BONUS_CREDITS > 0:
-        ledger.adjust(
-            user=user, amount=settings.SIGNUP_BONUS_CREDITS, kind=EntryKind.BONUS, reason="Welcome to Studio"
-        )
+    if email:
+        EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    grant_signup_bonus(user, email)
     user.refresh_from_db(fields=["credits"])
     audit.record(AuditAction.SIGNUP, actor=user, target=user.email)
     return user
@@ -184,11 +187,13 @@ def _send_invitation(invitation: Invitation, token: str) -> None:
         "inviter": invitation.invited_by,
         "valid_days": settings.INVITATION_VALID_DAYS,
     }
-    send_mail(
+    from accounts.tasks import send_email
+
+    send_email.delay(
         subject=f"You are invited to {invitation.workspace} on Studio",
-        message=render_to_string("accounts/invitation_email.txt", context),
+        body=render_to_string("accounts/invitation_email.txt", context),
         from_email=None,
-        recipient_list=[invitation.email],
+        to=[invitation.email],
     )
 
 

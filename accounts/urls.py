@@ -1,15 +1,11 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts.views import api_keys, auth, invitations, workspaces
+from accounts.views import api_keys, invitations, workspaces
 
 app_name = "accounts"
 
 urlpatterns = [
-    # Sign up, log in, log out
-    path("accounts/signup/", auth.signup, name="signup"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Sign up, log in, log out, verification and password reset: django-allauth, at accounts/ (config.urls)
     # Workspaces
     path("workspaces/", workspaces.workspace_list, name="workspace-list"),
     path("workspaces/new/", workspaces.workspace_new, name="workspace-new"),

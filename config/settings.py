@@ -126,6 +126,8 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "ninja",
+    "allauth",
+    "allauth.account",
     "accounts",
     "studio",
 ]
@@ -137,6 +139,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -160,6 +163,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.studio_header",
+                "accounts.context_processors.signup",
             ],
         },
     },
@@ -249,9 +253,31 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "accounts:login"
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "studio:home"
-LOGOUT_REDIRECT_URL = "accounts:login"
+LOGOUT_REDIRECT_URL = "account_login"
+
+# Accounts on django-allauth: sign up with a user name, an email and a password; log in with either the name
+# or the email. Email verification is mandatory in production (no credit before it: see accounts.bonus),
+# optional in development so that `make run` reaches a first image in one step.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm"}
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = envstr("EMAIL_VERIFICATION", "mandatory" if PRODUCTION else "optional")
+if PRODUCTION and ACCOUNT_EMAIL_VERIFICATION != "mandatory":
+    raise ImproperlyConfigured("STUDIO_ENV=production needs EMAIL_VERIFICATION=mandatory (or unset).")
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Studio] "
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+# Throttles: allauth's defaults, counted in the cache (failed logins 10 a minute per address and 5 in five
+# minutes per account; sign-ups 20 a minute per address; password resets 20 a minute per address and 5 per
+# account).
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = envstr("TIME_ZONE", "UTC")

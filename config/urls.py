@@ -7,6 +7,7 @@ urlpatterns = [
     # Pages
     path("", include("studio.web.urls")),
     path("", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     # The public API
     path("", include("studio.api.urls")),

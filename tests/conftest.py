@@ -42,6 +42,29 @@ def private_media_root():
     shutil.rmtree(root, ignore_errors=True)
 
 
+class InlineEmailTask:
+    """Stands in for the send_email Celery task: runs it here, and remembers each call."""
+
+    def __init__(self, task):
+        self.task = task
+        self.calls: list[dict] = []
+
+    def delay(self, **arguments):
+        self.calls.append(arguments)
+        self.task.run(**arguments)
+
+
+@pytest.fixture(autouse=True)
+def emails_by_task(monkeypatch):
+    """Emails go out through the accounts.tasks.send_email task; tests run it in-process, where a worker
+    would (tests with real workers send through them)."""
+    from accounts import tasks
+
+    inline = InlineEmailTask(tasks.send_email)
+    monkeypatch.setattr(tasks, "send_email", inline)
+    return inline
+
+
 @pytest.fixture
 def fast_password_hashing():
     """MD5 instead of 1,000,000 rounds of PBKDF2, for modules that make many users. Not for tests that hand

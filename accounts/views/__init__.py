@@ -1,1 +1,1 @@
-"""Account pages, by area: signup (auth), workspaces and members, invitations."""
+"""Account pages, by area: workspaces and members, invitations, API keys. Sign-up and login: allauth."""

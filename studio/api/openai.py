@@ -94,8 +94,14 @@ class ModelList(Schema):
 
 
 IMAGE_ANSWERS = {200: ImagesResponse, 402: Error, 409: Error, 502: Error, **ERRORS}
-# With stream=true the 200 is a stream of server-sent events instead of JSON.
-STREAMED = {"responses": {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}}}
+# With stream=true the 200 is a stream of server-sent events instead of JSON: each an `event` name and its
+# JSON `data` (image_generation.partial_image / .completed, image_edit.*, or error).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+    "required": ["event", "data"],
+}
+STREAMED = {"responses": {200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}}}
 
 
 def _submit(

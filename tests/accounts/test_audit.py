@@ -18,8 +18,8 @@ def events(action: str) -> list[AuditEvent]:
 
 
 def test_logins_and_failed_logins_are_recorded_with_the_address(client, alice):
-    client.post("/accounts/login/", {"username": "alice", "password": "wrong"}, **FROM)
-    client.post("/accounts/login/", {"username": "alice", "password": "correct horse battery staple"}, **FROM)
+    client.post("/accounts/login/", {"login": "alice", "password": "wrong"}, **FROM)
+    client.post("/accounts/login/", {"login": "alice", "password": "correct horse battery staple"}, **FROM)
     (failed,) = events(AuditAction.LOGIN_FAILED)
     assert (failed.actor, failed.actor_label, failed.ip) == (None, "alice", "203.0.113.9")
     assert "wrong" not in json.dumps(failed.details)

@@ -90,14 +90,14 @@ def test_a_logged_out_visitor_is_sent_to_log_in_and_back(client, sent):
     html = response.content.decode()
     assert "Log in, or sign up, to join Team." in html
     # The signup link carries the invitation along.
-    assert "/accounts/signup/?next=/invitations/" in html
+    assert "/accounts/signup/?next=%2Finvitations%2F" in html
 
 
 def test_signing_up_from_the_invitation_comes_back_to_it(client, sent):
     _, path = sent
     response = client.post(
         f"/accounts/signup/?next={path}",
-        {"username": "nina", "email": "nina@example.com", "password": "a long enough secret", "next": path},
+        {"username": "nina", "email": "nina@example.com", "password1": "a long enough secret", "next": path},
         follow=True,
     )
     assert response.redirect_chain[-1][0] == path

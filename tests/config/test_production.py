@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STUDIO_VARIABLES = (
     "STUDIO_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "DEBUG", "SECURE_COOKIES",
     "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "STUDIO_ENCRYPTION_KEYS",
+    "EMAIL_VERIFICATION",
 )  # fmt: skip
 
 
@@ -74,6 +75,7 @@ def test_production_turns_on_secure_cookies_hsts_and_https(tmp_path):
         ({"REDIS_URL": None}, "REDIS_URL"),
         ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS"),
         ({"STUDIO_ENCRYPTION_KEYS": None}, "STUDIO_ENCRYPTION_KEYS"),
+        ({"EMAIL_VERIFICATION": "optional"}, "EMAIL_VERIFICATION"),
         ({"DEBUG": "true"}, "DEBUG"),
         ({"WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"}, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES"),
         ({"STUDIO_ENV": "prod"}, "STUDIO_ENV"),
