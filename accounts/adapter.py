@@ -7,12 +7,13 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
 from allauth.account.signals import email_confirmed, user_signed_up
+from allauth.mfa.adapter import DefaultMFAAdapter
 from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from accounts import audit
+from accounts import audit, crypto
 from accounts.bonus import grant_signup_bonus
 from accounts.models import AuditAction, User
 from accounts.services import personal_workspace
@@ -40,6 +41,16 @@ class AccountAdapter(DefaultAccountAdapter):
             "html": html,
         }
         transaction.on_commit(lambda: send_email.delay(**arguments))
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    """Second-factor secrets (TOTP seeds, recovery codes) are kept encrypted, as the webhook secrets are."""
+
+    def encrypt(self, text: str) -> str:
+        return crypto.encrypt(text)
+
+    def decrypt(self, encrypted_text: str) -> str:
+        return crypto.decrypt(encrypted_text)
 
 
 @receiver(user_signed_up)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from allauth.mfa.signals import authenticator_added, authenticator_removed
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
@@ -84,3 +85,17 @@ def _login_failed(
     # `credentials` has the password blanked by Django; only the name tried is kept.
     tried = credentials.get("username") or credentials.get("email") or ""
     record(AuditAction.LOGIN_FAILED, actor_label=str(tried)[:150])
+
+
+@receiver(authenticator_added)
+def _second_factor_added(
+    sender: object, request: HttpRequest, user: User, authenticator: object, **kwargs: object
+) -> None:
+    record(AuditAction.TWO_FACTOR_ADDED, actor=user, kind=str(getattr(authenticator, "type", "")))
+
+
+@receiver(authenticator_removed)
+def _second_factor_removed(
+    sender: object, request: HttpRequest, user: User, authenticator: object, **kwargs: object
+) -> None:
+    record(AuditAction.TWO_FACTOR_REMOVED, actor=user, kind=str(getattr(authenticator, "type", "")))

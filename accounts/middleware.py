@@ -1,9 +1,12 @@
 from collections.abc import Callable
 
+from django.conf import settings
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.utils.functional import SimpleLazyObject
 
-from accounts.models import Membership
+from accounts.models import Membership, User
 from accounts.services import personal_workspace
 
 SESSION_KEY = "workspace_id"
@@ -30,3 +33,37 @@ class CurrentWorkspaceMiddleware:
         # Declared for the type checker on accounts.http.AuthenticatedRequest.
         request.membership = SimpleLazyObject(lambda: current_membership(request))  # type: ignore[attr-defined]
         return self.get_response(request)
+
+
+def has_second_factor(user: User) -> bool:
+    from allauth.mfa.models import Authenticator
+
+    return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+
+
+class TwoFactorRequiredMiddleware:
+    """Pages of a workspace whose owners require two-factor authentication, and the admin when
+    ADMIN_REQUIRE_TWO_FACTOR is set, send a signed-in user without a second factor to set one up first.
+    The account pages (allauth's, under /accounts/) stay open, so the way out is always reachable."""
+
+    OPEN_PREFIXES = ("/accounts/", "/static/", "/healthz", "/readyz", "/v1/", "/api/", "/ws/")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self._needs_second_factor(request):
+            messages.warning(request, "Set up two-factor authentication to continue: this is required here.")
+            return redirect("mfa_activate_totp")
+        return self.get_response(request)
+
+    def _needs_second_factor(self, request: HttpRequest) -> bool:
+        user = request.user
+        if not user.is_authenticated or request.path.startswith(self.OPEN_PREFIXES):
+            return False
+        if request.path.startswith("/admin/"):
+            required = settings.ADMIN_REQUIRE_TWO_FACTOR and user.is_staff
+        else:
+            membership = getattr(request, "membership", None)
+            required = bool(membership and membership.workspace.require_two_factor)
+        return required and not has_second_factor(user)

@@ -47,6 +47,8 @@ class Workspace(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set by its owners: members work here only with a second factor (TOTP) on their account.
+    require_two_factor = models.BooleanField(default=False)
 
     objects = WorkspaceQuerySet.as_manager()
 
@@ -319,6 +321,9 @@ class AuditAction(models.TextChoices):
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
     WEBHOOK_SECRET_ROTATED = "api_key.webhook_secret_rotated", "Webhook secret rotated"
     CREDITS_CHANGED = "credits.changed", "Credits granted or deducted"
+    TWO_FACTOR_ADDED = "two_factor.added", "Two-factor authentication added"
+    TWO_FACTOR_REMOVED = "two_factor.removed", "Two-factor authentication removed"
+    TWO_FACTOR_REQUIRED = "workspace.two_factor_required", "Two-factor requirement changed"
 
 
 class AuditEvent(models.Model):

@@ -279,6 +279,17 @@ def credits_grant_or_deduct(
     return entry
 
 
+def workspace_require_two_factor(*, workspace: Workspace, actor: User, required: bool) -> None:
+    """An owner decides whether members need a second factor to work in a team workspace."""
+    with transaction.atomic():
+        workspace = _lock_workspace(workspace.pk)
+        _require_owner(workspace, actor)
+        if workspace.is_personal:
+            raise WorkspaceError("A personal workspace follows your own account's settings.")
+        Workspace.objects.filter(pk=workspace.pk).update(require_two_factor=required)
+        audit.record(AuditAction.TWO_FACTOR_REQUIRED, actor=actor, workspace=workspace, required=required)
+
+
 # API keys
 
 

@@ -14,6 +14,7 @@ urlpatterns = [
     # Members and invitations (owners manage; every member sees the list)
     path("workspaces/<slug:slug>/members/", workspaces.workspace_members, name="workspace-members"),
     path("workspaces/<slug:slug>/audit/", workspaces.workspace_audit, name="workspace-audit"),
+    path("workspaces/<slug:slug>/two-factor/", workspaces.workspace_two_factor, name="workspace-two-factor"),
     path(
         "workspaces/<slug:slug>/members/<int:membership_id>/role/", workspaces.member_role, name="member-role"
     ),

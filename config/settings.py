@@ -128,6 +128,7 @@ INSTALLED_APPS = [
     "ninja",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "accounts",
     "studio",
 ]
@@ -145,6 +146,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
     "accounts.middleware.CurrentWorkspaceMiddleware",
+    "accounts.middleware.TwoFactorRequiredMiddleware",
     "accounts.audit.AuditMiddleware",
 ]
 
@@ -266,6 +268,12 @@ AUTHENTICATION_BACKENDS = [
 ]
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm"}
+# Two-factor authentication: TOTP with recovery codes (allauth.mfa), secrets encrypted with accounts.crypto.
+MFA_ADAPTER = "accounts.adapter.MFAAdapter"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = envstr("MFA_TOTP_ISSUER", "Studio")
+# The Django admin asks its staff for a second factor (they are sent to set one up first).
+ADMIN_REQUIRE_TWO_FACTOR = envbool("ADMIN_REQUIRE_TWO_FACTOR", PRODUCTION)
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*"]
 ACCOUNT_UNIQUE_EMAIL = True

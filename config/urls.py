@@ -1,7 +1,12 @@
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.urls import include, path
 
 from config import health
+
+# The admin logs in through the site's own login: throttled, with the second factor.
+admin.site.login = staff_member_required(admin.site.login, login_url=settings.LOGIN_URL)  # type: ignore[method-assign]
 
 urlpatterns = [
     # Pages

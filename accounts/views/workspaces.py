@@ -25,6 +25,7 @@ from accounts.services import (
     membership_remove,
     workspace_create,
     workspace_leave,
+    workspace_require_two_factor,
 )
 
 
@@ -91,6 +92,25 @@ def workspace_switch(request: AuthenticatedRequest) -> HttpResponse:
 def workspace_members(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = get_membership_for_user(request, slug)
     return render(request, "accounts/members.html", _members_context(membership))
+
+
+@login_required
+@require_POST
+def workspace_two_factor(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = get_owner_membership_for_user(request, slug)
+    required = request.POST.get("required") == "1"
+    try:
+        workspace_require_two_factor(workspace=membership.workspace, actor=request.user, required=required)
+    except WorkspaceError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request,
+            "Members now need two-factor authentication to work here."
+            if required
+            else "Two-factor authentication is no longer required here.",
+        )
+    return redirect("accounts:workspace-members", slug)
 
 
 AUDIT_PAGE_SIZE = 50
