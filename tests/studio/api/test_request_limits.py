@@ -67,6 +67,25 @@ def test_a_200_mb_body_is_refused_without_the_web_process_growing(
     assert alice.credits == 1000
 
 
+def test_a_json_route_takes_no_more_than_django_reads_of_a_json_body(studio_url, alice, settings):
+    _, secret = ApiKey.issue(user=alice, workspace=personal_membership(alice).workspace, name="json")
+    pid = SERVER_PIDS[studio_url]
+    before = resident_mebibytes(pid)
+    total = settings.DATA_UPLOAD_MAX_MEMORY_SIZE * 3
+    response = httpx.post(
+        f"{studio_url}/api/v1/tasks",
+        content=chunks(total),
+        headers={
+            "Authorization": f"Bearer {secret}",
+            "Content-Type": "application/json",
+            "Content-Length": str(total),
+        },
+        timeout=60,
+    )
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+    assert resident_mebibytes(pid) - before < 8
+
+
 def test_a_body_within_the_limit_is_served(studio_url, alice):
     _, secret = ApiKey.issue(user=alice, workspace=personal_membership(alice).workspace, name="small")
     response = httpx.post(
