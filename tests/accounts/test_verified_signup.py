@@ -165,3 +165,25 @@ def test_existing_accounts_keep_logging_in_by_name_or_email(client, alice, manda
         "/accounts/login/", {"login": "alice@example.com", "password": "correct horse battery staple"}
     )
     assert by_email.status_code == 302
+
+
+@pytest.mark.django_db
+def test_accounts_made_before_allauth_keep_logging_in_and_their_bonus(client, mandatory):
+    import importlib
+
+    from allauth.account.models import EmailAddress
+    from django.apps import apps as django_apps
+
+    from accounts import ledger
+
+    old = User.objects.create_user("veteran", "Vet.Eran+old@gmail.com", PASSWORD)
+    ledger.adjust(user=old, amount=1000, kind=EntryKind.BONUS, reason="Welcome to Studio")
+    migration = importlib.import_module("accounts.migrations.0007_existing_accounts_verified")
+    migration.verify_existing_accounts(django_apps, None)
+    address = EmailAddress.objects.get(user=old)
+    assert address.verified and address.primary
+    assert SignupBonus.objects.get(user=old).email == "veteran@gmail.com"
+    # Logs in under mandatory verification, and the same mailbox gets no second bonus.
+    assert client.post("/accounts/login/", {"login": "veteran", "password": PASSWORD}).status_code == 302
+    newcomer = User.objects.create_user("again", "veteran@googlemail.com", PASSWORD)
+    assert grant_signup_bonus(newcomer, newcomer.email) is False
