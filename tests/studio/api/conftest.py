@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.workers import worker_in_process
+from tests.workers import database_url, worker_in_process
 
 ROOT = Path(__file__).resolve().parents[3]
 # The Daphne process behind each studio_url, for tests that watch it (its memory, say).
@@ -25,17 +25,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _database_url() -> str:
-    database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    user = database.get("USER") or ""
-    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
-    host = database.get("HOST") or "127.0.0.1"
-    port = database.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{database['NAME']}"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +39,7 @@ def studio_url(django_db_setup, django_db_blocker, private_media_root, task_queu
     port = _free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "MEDIA_ROOT": str(private_media_root),
         "STUDIO_DATA_DIR": str(Path(private_media_root).parent / "api-server-data"),
