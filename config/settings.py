@@ -277,6 +277,8 @@ ADMIN_REQUIRE_TWO_FACTOR = envbool("ADMIN_REQUIRE_TWO_FACTOR", PRODUCTION)
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*"]
 ACCOUNT_UNIQUE_EMAIL = True
+# One address per account: a new one replaces the old once it is confirmed.
+ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = envstr("EMAIL_VERIFICATION", "mandatory" if PRODUCTION else "optional")
 if PRODUCTION and ACCOUNT_EMAIL_VERIFICATION != "mandatory":
     raise ImproperlyConfigured("STUDIO_ENV=production needs EMAIL_VERIFICATION=mandatory (or unset).")

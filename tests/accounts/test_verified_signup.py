@@ -187,3 +187,26 @@ def test_accounts_made_before_allauth_keep_logging_in_and_their_bonus(client, ma
     assert client.post("/accounts/login/", {"login": "veteran", "password": PASSWORD}).status_code == 302
     newcomer = User.objects.create_user("again", "veteran@googlemail.com", PASSWORD)
     assert grant_signup_bonus(newcomer, newcomer.email) is False
+
+
+@pytest.mark.django_db
+def test_a_new_address_replaces_the_old_only_once_confirmed(
+    client, alice, django_capture_on_commit_callbacks
+):
+    from allauth.account.models import EmailAddress
+
+    client.post("/accounts/login/", {"login": "alice", "password": "correct horse battery staple"})
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/accounts/email/", {"email": "alice.new@example.com", "action_add": ""})
+    alice.refresh_from_db()
+    assert alice.email == "alice@example.com"  # not yet: the new address is unconfirmed
+    new = EmailAddress.objects.get(email="alice.new@example.com")
+    assert not new.verified
+    [message] = [message for message in mail.outbox if message.to == ["alice.new@example.com"]]
+    client.post(link_in(message))
+    alice.refresh_from_db()
+    assert alice.email == "alice.new@example.com"
+    assert list(EmailAddress.objects.filter(user=alice).values_list("email", "verified")) == [
+        ("alice.new@example.com", True)
+    ]
+    assert alice.credits == 1000  # a confirmed change is no new sign-up: no second bonus
