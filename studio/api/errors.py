@@ -197,12 +197,16 @@ def response_for_path(path: str, error: ApiError) -> HttpResponse:
         url_name = resolve(path).url_name or ""
     except Resolver404:
         url_name = ""
-    return RENDERERS.get(url_name.partition("-")[0], openai_response)(error)
+    return _renderer(url_name)(error)
 
 
 def render(request: HttpRequest, error: ApiError) -> HttpResponse:
     url_name = getattr(getattr(request, "resolver_match", None), "url_name", None) or ""
-    return RENDERERS.get(url_name.partition("-")[0], openai_response)(error)
+    return _renderer(url_name)(error)
+
+
+def _renderer(url_name: str) -> Callable[[ApiError], HttpResponse]:
+    return RENDERERS.get(url_name.partition("-")[0], openai_response)
 
 
 def install(api: NinjaAPI) -> None:

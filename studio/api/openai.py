@@ -12,22 +12,20 @@ from typing import Any, Literal, cast
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import PermissionDenied
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
-from accounts.ledger import InsufficientCredits
 from studio.api import links, openai_params
 from studio.api.auth import Caller, caller_of
-from studio.api.errors import ApiError, forbidden, insufficient_credits, invalid
+from studio.api.errors import ApiError, invalid
 from studio.api.schemas import ERRORS, Error, Request
-from studio.api.submission import idempotency_key
+from studio.api.submission import charge, idempotency_key
 from studio.engine import spec as spec_module
 from studio.engine.images import MAX_INPUT_BYTES, CheckedImage, ImageProblem, check_image, check_mask
-from studio.engine.services import SubmittedImage, generation_submit
+from studio.engine.services import SubmittedImage
 from studio.engine.watch import watch
 from studio.models import Generation, Image, Source, Status
 
@@ -111,20 +109,9 @@ def _submit(
     mask: SubmittedImage | None,
     key: str,
 ) -> Generation:
-    try:
-        return generation_submit(
-            membership=caller.membership,
-            spec=request.spec,
-            references=references,
-            mask=mask,
-            idempotency_key=key,
-            source=Source.API,
-            api_key=caller.key,
-        )
-    except InsufficientCredits as error:
-        raise insufficient_credits(error.needed, error.balance) from error
-    except PermissionDenied as error:
-        raise forbidden(str(error)) from error
+    return charge(
+        caller, spec=request.spec, references=references, mask=mask, idempotency_key=key, source=Source.API
+    )
 
 
 @router.post(

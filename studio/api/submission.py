@@ -62,17 +62,21 @@ def submit(
             check_url(callback_url)
         except OutboundRefused as error:
             raise invalid(f"callback: {error}", param="callback_url", code="url_refused") from error
+    return charge(
+        caller,
+        spec=spec,
+        references=submitted,
+        mask=submitted_mask,
+        idempotency_key=idempotency_key(request),
+        source=source,
+        callback_url=callback_url,
+    )
+
+
+def charge(caller: Caller, *, spec: GenerationSpec, **submission: Any) -> Generation:
+    """Create and pay for the generation, answering the engine's refusals as the API does (402, 403)."""
     try:
-        return generation_submit(
-            membership=caller.membership,
-            spec=spec,
-            references=submitted,
-            mask=submitted_mask,
-            idempotency_key=idempotency_key(request),
-            source=source,
-            api_key=caller.key,
-            callback_url=callback_url,
-        )
+        return generation_submit(membership=caller.membership, spec=spec, api_key=caller.key, **submission)
     except InsufficientCredits as error:
         raise insufficient_credits(error.needed, error.balance) from error
     except PermissionDenied as error:
