@@ -1,6 +1,7 @@
-"""How django-allauth fits the studio: a new account gets its personal workspace; the sign-up bonus follows
-accounts.bonus (at sign-up without mandatory verification, at the first confirmed address with it); and
-every email is sent by a Celery task, never inside the request."""
+"""How django-allauth fits the studio: a new account, signed up with a password or through single sign-on,
+gets its personal workspace; the sign-up bonus follows accounts.bonus (at sign-up without mandatory
+verification; with it, for an address verified at sign-up, as an issuer's can be, or at its confirmation);
+and every email is sent by a Celery task, never inside the request."""
 
 from typing import Any
 
@@ -8,6 +9,7 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
 from allauth.account.signals import email_confirmed, user_signed_up
 from allauth.mfa.adapter import DefaultMFAAdapter
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
@@ -43,6 +45,13 @@ class AccountAdapter(DefaultAccountAdapter):
         transaction.on_commit(lambda: send_email.delay(**arguments))
 
 
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def save_user(self, request: HttpRequest, sociallogin: Any, form: Any = None) -> Any:
+        user = super().save_user(request, sociallogin, form)
+        personal_workspace(user)
+        return user
+
+
 class MFAAdapter(DefaultMFAAdapter):
     """Second-factor secrets (TOTP seeds, recovery codes) are kept encrypted, as the webhook secrets are."""
 
@@ -58,6 +67,10 @@ def _signed_up(sender: object, request: HttpRequest, user: User, **kwargs: objec
     audit.record(AuditAction.SIGNUP, actor=user, target=user.email)
     if settings.ACCOUNT_EMAIL_VERIFICATION != "mandatory":
         grant_signup_bonus(user, user.email)
+        return
+    verified = EmailAddress.objects.filter(user=user, verified=True).order_by("-primary").first()
+    if verified is not None:
+        grant_signup_bonus(user, verified.email)
 
 
 @receiver(email_confirmed)

@@ -129,6 +129,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "accounts",
     "studio",
 ]
@@ -285,6 +287,34 @@ if PRODUCTION and ACCOUNT_EMAIL_VERIFICATION != "mandatory":
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Studio] "
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+# Single sign-on (optional): log in with any OpenID Connect issuer, set by OIDC_SERVER_URL (the issuer, whose
+# /.well-known/openid-configuration is read), OIDC_CLIENT_ID and OIDC_CLIENT_SECRET; OIDC_NAME labels the
+# button. The issuer is trusted for the address it calls verified (the sign-up bonus follows it); an address
+# it does not vouch for is verified by email as at sign-up. An SSO login never takes over a local account
+# with the same address: that person links the issuer from their own, logged-in account.
+SOCIALACCOUNT_ADAPTER = "accounts.adapter.SocialAccountAdapter"
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, object]] = {}
+if OIDC_SERVER_URL := envstr("OIDC_SERVER_URL"):
+    if not (OIDC_CLIENT_ID := envstr("OIDC_CLIENT_ID")):
+        raise ImproperlyConfigured(
+            "OIDC_SERVER_URL is set, so OIDC_CLIENT_ID (the studio's client id) is needed."
+        )
+    if PRODUCTION and not OIDC_SERVER_URL.startswith("https://"):
+        raise ImproperlyConfigured("STUDIO_ENV=production needs OIDC_SERVER_URL to be an https:// URL.")
+    SOCIALACCOUNT_PROVIDERS["openid_connect"] = {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": envstr("OIDC_PROVIDER_ID", "sso"),
+                "name": envstr("OIDC_NAME", "single sign-on"),
+                "client_id": OIDC_CLIENT_ID,
+                "secret": envstr("OIDC_CLIENT_SECRET"),
+                "settings": {"server_url": OIDC_SERVER_URL},
+            }
+        ],
+    }
 # Throttles: allauth's defaults, counted in the cache (failed logins 10 a minute per address and 5 in five
 # minutes per account; sign-ups 20 a minute per address; password resets 20 a minute per address and 5 per
 # account).

@@ -1,6 +1,7 @@
 """One switch, STUDIO_ENV=production: secure defaults, `check --deploy` clean, and a refusal to start that
 names each missing secret or service. Each case is a fresh `manage.py` process, as a deployment starts one."""
 
+import json
 import os
 import secrets
 import subprocess
@@ -13,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STUDIO_VARIABLES = (
     "STUDIO_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "DEBUG", "SECURE_COOKIES",
     "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "STUDIO_ENCRYPTION_KEYS",
-    "EMAIL_VERIFICATION",
+    "EMAIL_VERIFICATION", "OIDC_SERVER_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_NAME",
+    "OIDC_PROVIDER_ID",
 )  # fmt: skip
 
 
@@ -79,6 +81,8 @@ def test_production_turns_on_secure_cookies_hsts_and_https(tmp_path):
         ({"DEBUG": "true"}, "DEBUG"),
         ({"WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"}, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES"),
         ({"STUDIO_ENV": "prod"}, "STUDIO_ENV"),
+        ({"OIDC_SERVER_URL": "https://id.example.com"}, "OIDC_CLIENT_ID"),
+        ({"OIDC_SERVER_URL": "http://id.example.com", "OIDC_CLIENT_ID": "studio"}, "OIDC_SERVER_URL"),
     ],
 )
 def test_production_refuses_to_start_naming_what_is_missing(tmp_path, overrides, named):
@@ -93,3 +97,25 @@ def test_without_the_switch_the_development_defaults_need_nothing(tmp_path):
     result = manage({**env, "STUDIO_DATA_DIR": str(tmp_path)}, "check")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "secret_key").exists()
+
+
+def test_single_sign_on_is_configured_by_environment(tmp_path):
+    code = "import json; from django.conf import settings as s; print(json.dumps(s.SOCIALACCOUNT_PROVIDERS))"
+    sso = {
+        "OIDC_SERVER_URL": "https://id.example.com/realms/team",
+        "OIDC_CLIENT_ID": "studio",
+        "OIDC_CLIENT_SECRET": "client secret",
+        "OIDC_NAME": "Example ID",
+    }
+    result = manage(production(tmp_path, **sso), "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    [app] = json.loads(result.stdout.strip().splitlines()[-1])["openid_connect"]["APPS"]
+    assert app == {
+        "provider_id": "sso",
+        "name": "Example ID",
+        "client_id": "studio",
+        "secret": "client secret",
+        "settings": {"server_url": "https://id.example.com/realms/team"},
+    }
+    result = manage(production(tmp_path), "shell", "-c", code)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {}
