@@ -9,8 +9,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
 
+from accounts.middleware import has_second_factor
 from accounts.models import ApiKey, Membership
-from studio.api.errors import rate_limited, unauthorized
+from studio.api.errors import forbidden, rate_limited, unauthorized
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,9 @@ class Caller:
 
 class ApiKeyAuth(HttpBearer):
     """`Authorization: Bearer KEY`. A missing header answers 401 (ninja's AuthenticationError, rendered in the
-    dialect's shape); an unknown or revoked key, or an owner who left the workspace, 401 with the reason;
-    past the key's rate limit, 429."""
+    dialect's shape); an unknown or revoked key, or an owner who left the workspace, 401 with the reason; the
+    key of a member without a second factor, in a workspace that requires one, 403 until they set it up (as
+    its pages are closed to them); past the key's rate limit, 429."""
 
     def authenticate(self, request: HttpRequest, token: str) -> Caller:
         return authenticate_key(token)
@@ -42,6 +44,11 @@ def authenticate_key(secret: str) -> Caller:
     )
     if membership is None or not key.user.is_active:
         raise unauthorized("This key's owner is no longer a member of its workspace.")
+    if membership.workspace.require_two_factor and not has_second_factor(key.user):
+        raise forbidden(
+            "This workspace requires two-factor authentication: the key's owner must turn it on "
+            "(Security page) before the key works again."
+        )
     _check_rate_limit(key)
     # Record use at most once a minute per key, not on every call.
     if key.last_used_at is None or (timezone.now() - key.last_used_at).total_seconds() > 60:

@@ -6,7 +6,7 @@ import pytest
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import SECRET_SESSION_KEY, format_hotp_value, hotp_value
 
-from accounts.models import AuditAction, AuditEvent
+from accounts.models import ApiKey, AuditAction, AuditEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
@@ -89,6 +89,27 @@ def test_a_workspace_that_requires_it_sends_members_without_it_to_set_it_up(
     assert blocked.status_code == 302 and blocked["Location"] == "/accounts/2fa/totp/activate/"
     activate_totp(client, django_capture_on_commit_callbacks)
     assert client.get("/gallery/").status_code == 200
+
+
+def test_a_workspace_that_requires_it_refuses_the_api_keys_of_members_without_it(
+    client, team, django_capture_on_commit_callbacks
+):
+    _, secret = ApiKey.issue(user=team["editor"], workspace=team["workspace"], name="ci")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+    assert client.get("/api/v1/tasks/no-such-task", **headers).status_code == 404
+    team["workspace"].require_two_factor = True
+    team["workspace"].save()
+
+    refused = client.get("/api/v1/tasks/no-such-task", **headers)
+    assert refused.status_code == 403
+    assert "requires two-factor authentication" in refused.json()["error"]["message"]
+    sjinn = client.post("/api/un-api/query_tool_task_status", {"task_id": "x"}, "application/json", **headers)
+    assert sjinn.json()["success"] is False and sjinn.json()["error_code"] == 403
+
+    log_in(client, team["editor"])
+    activate_totp(client, django_capture_on_commit_callbacks)
+    client.logout()
+    assert client.get("/api/v1/tasks/no-such-task", **headers).status_code == 404
 
 
 def test_only_owners_change_the_requirement(client, team):
