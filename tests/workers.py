@@ -32,12 +32,14 @@ def new_queue() -> str:
 @contextlib.contextmanager
 def tasks_sent_to(queue: str) -> Iterator[str]:
     """Tasks enqueued meanwhile (generation_submit) go to `queue`."""
+    # The settings' name (CELERY_TASK_DEFAULT_QUEUE, loaded with the CELERY namespace) is what Celery reads:
+    # setting only `task_default_queue` is silently ignored.
     previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
+    celery_app.conf.update(CELERY_TASK_DEFAULT_QUEUE=queue, task_default_queue=queue)
     try:
         yield queue
     finally:
-        celery_app.conf.task_default_queue = previous
+        celery_app.conf.update(CELERY_TASK_DEFAULT_QUEUE=previous, task_default_queue=previous)
 
 
 @contextlib.contextmanager
@@ -128,14 +130,16 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         env = {key: value for key, value in os.environ.items() if not key.startswith("OPENAI_")}
         env.update(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            DATABASE_URL=database_url(),
-            REDIS_URL=settings.REDIS_URL,
-            CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-            MEDIA_ROOT=str(settings.MEDIA_ROOT),
-            STUDIO_PROVIDER="local",
-            PYTHONUNBUFFERED="1",
-            **self.environment,
+            {
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+                "DATABASE_URL": database_url(),
+                "REDIS_URL": settings.REDIS_URL,
+                "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+                "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+                "STUDIO_PROVIDER": "local",
+                "PYTHONUNBUFFERED": "1",
+                **self.environment,
+            }
         )
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
