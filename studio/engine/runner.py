@@ -13,7 +13,15 @@ worker stops its old runner at its next write (`Canceled`), and at most one runn
 
 The heartbeat is written when each attempt starts and with each partial image, so a live runner is silent
 for at most one upstream wait (the read timeout, OPENAI_TIMEOUT_4K_SECONDS at most) plus a retry backoff.
-GENERATION_STALE_SECONDS (600 s by default) must stay above that, or the sweeper fails live generations.
+A runner silent for GENERATION_TAKEOVER_SECONDS is gone, and a redelivered task takes its generation over;
+config.settings checks at start-up that the takeover, the broker's redelivery and the sweeper's
+GENERATION_STALE_SECONDS come in that order.
+
+The database may go away under a runner (restarted, its connections terminated). Every write is brief and
+can be made again, so a failed one drops the broken connection and is tried again on a fresh one, for up
+to GENERATION_DATABASE_WAIT_SECONDS (`_durably`). Before the claim, a database that stays away makes the
+task try again later (`DatabaseUnavailable`); after it, the generation is failed and refunded, or, if even
+that cannot be written, left to the takeover and the sweeper.
 """
 
 import contextlib
@@ -21,13 +29,14 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -55,8 +64,25 @@ UNEXPECTED_ERROR = "Something went wrong on our side while making this image. Yo
 DAMAGED_IMAGE_ERROR = "The image service sent a damaged image."
 
 
+T = TypeVar("T")
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
 class Canceled(Exception):
     """The generation stopped being ours (canceled, failed by the sweeper, claimed again) while we worked."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database stayed away before the generation was claimed: run the task again later."""
+
+
+class CheckAgainLater(Exception):
+    """This delivery found the generation running under a runner heard from recently: it may be alive, or
+    killed a moment ago. Look again once it would count as gone (`seconds` from now)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"check again in {seconds:.0f} s")
+        self.seconds = seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +100,24 @@ def release_connection() -> None:
         connection.close()
 
 
+def _durably(write: Callable[[], T]) -> T:
+    """Run a brief database write (or read), riding out a database that is briefly gone: a connection error
+    drops the broken connection and tries again on a fresh one until GENERATION_DATABASE_WAIT_SECONDS."""
+    deadline = time.monotonic() + settings.GENERATION_DATABASE_WAIT_SECONDS
+    delay = 0.25
+    while True:
+        try:
+            return write()
+        except DATABASE_ERRORS:
+            if connection.in_atomic_block or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("the database is unavailable; trying again in %.2f s", delay, exc_info=True)
+        with contextlib.suppress(Exception):
+            connection.close()
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
 def silent(since: datetime) -> Q:
     """Running generations whose runner has not been heard from since `since`."""
     return Q(status=Status.RUNNING) & (Q(heartbeat_at__lt=since) | Q(heartbeat_at__isnull=True))
@@ -87,13 +131,16 @@ def _mine(generation: Generation) -> QuerySet:
 
 
 def run_generation(generation_id: str) -> None:
-    close_old_connections()
     try:
-        generation = Generation.objects.filter(pk=generation_id).first()
-        if generation is None:
-            logger.warning("generation %s does not exist", generation_id)
-            return
-        claim = _claim(generation)
+        close_old_connections()
+        try:
+            generation = _durably(lambda: Generation.objects.filter(pk=generation_id).first())
+            if generation is None:
+                logger.warning("generation %s does not exist", generation_id)
+                return
+            claim = _durably(lambda: _claim(generation))
+        except DATABASE_ERRORS as error:
+            raise DatabaseUnavailable(str(error)) from error
         if claim is None:
             logger.info("generation %s is %s: nothing to do", generation_id, generation.status)
             return
@@ -120,23 +167,30 @@ def run_generation(generation_id: str) -> None:
 
 
 def _claim(generation: Generation) -> str | None:
-    """Take the generation: "claimed" when it was queued, "reclaimed" when its runner went silent, else None.
+    """Take the generation: "claimed" when it was queued, "reclaimed" when its runner went silent, None when
+    it has ended; CheckAgainLater when its runner was heard from too recently to tell.
 
     A task is acknowledged only when it ends (acks_late), so a worker killed mid-generation leaves it to be
-    delivered again, with the row still running. If the old runner has been silent past the stale deadline,
-    this delivery takes it over and draws it again: the author gets the image they paid for (one spend,
-    nothing charged again) instead of a failure. The same heartbeat condition keeps the sweeper and this
-    claim from both winning, and a live runner (its heartbeat fresh) from being taken over.
+    delivered again, with the row still running. If the old runner has been silent past the takeover
+    deadline, this delivery takes it over and draws it again: the author gets the image they paid for (one
+    spend, nothing charged again) instead of a failure. The conditional update keeps two deliveries (or
+    this claim and the sweeper) from both winning, and a live runner (its heartbeat fresh) from being taken
+    over.
     """
     if generation.transition(from_statuses=(Status.QUEUED,), to=Status.RUNNING, stage="Starting"):
         return "claimed"
     now = timezone.now()
-    silent_since = now - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
-    reclaimed = Generation.objects.filter(silent(silent_since), pk=generation.pk).update(
+    takeover = timedelta(seconds=settings.GENERATION_TAKEOVER_SECONDS)
+    reclaimed = Generation.objects.filter(silent(now - takeover), pk=generation.pk).update(
         started_at=now, heartbeat_at=now, stage="Starting again", seq=F("seq") + 1
     )
     generation.refresh_from_db()
-    return "reclaimed" if reclaimed else None
+    if reclaimed:
+        return "reclaimed"
+    if generation.status == Status.RUNNING and generation.heartbeat_at is not None:
+        due = generation.heartbeat_at + takeover - now
+        raise CheckAgainLater(max(due.total_seconds(), 0) + 1)
+    return None
 
 
 def _load_inputs(generation: Generation) -> tuple[list[InputImage], InputImage | None]:
@@ -275,11 +329,13 @@ def _log_attempt(
 
 def _update(generation: Generation, **changes: Any) -> None:
     """Record progress, unless the generation stopped being ours meanwhile (then raise Canceled)."""
-    updated = _mine(generation).update(heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes)
+    updated = _durably(
+        lambda: _mine(generation).update(heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes)
+    )
     if not updated:
         release_connection()
         raise Canceled
-    generation.refresh_from_db()
+    _durably(generation.refresh_from_db)
     release_connection()
     publish_generation_changed(generation)
 
@@ -324,53 +380,73 @@ def _complete(generation: Generation, result: Completed, checked: list[_Checked]
             saved.append(image.thumbnail.name)
             images.append(image)
         usage = result.usage
-        with transaction.atomic():
-            # Lock the row, so nobody cancels or fails it between this check and the transition.
-            if not _mine(generation).select_for_update().exists():
-                raise Canceled
-            for image in images:
-                image.save()
-            won = generation_finish(
-                generation,
-                from_statuses=(Status.RUNNING,),
-                to=Status.SUCCEEDED,
-                stage="",
-                revised_prompt=next(
-                    (final.revised_prompt for final in result.images if final.revised_prompt), ""
-                ),
-                usage=(
-                    {
-                        "input_tokens": usage.input_tokens,
-                        "output_tokens": usage.output_tokens,
-                        "total_tokens": usage.total_tokens,
-                        "details": usage.details,
-                    }
-                    if usage
-                    else None
-                ),
-                upstream_latency_ms=round(latency * 1000),
-                upstream_request_id=result.request_id[:200],
-                result_size=result.size,
-                result_quality=result.quality,
-                result_format=result.output_format,
-            )
-            if not won:
-                raise Canceled
+
+        def commit() -> None:
+            with transaction.atomic():
+                # Lock the row, so nobody cancels or fails it between this check and the transition.
+                if not _mine(generation).select_for_update().exists():
+                    raise Canceled
+                for image in images:
+                    image.save()
+                won = generation_finish(
+                    generation,
+                    from_statuses=(Status.RUNNING,),
+                    to=Status.SUCCEEDED,
+                    stage="",
+                    revised_prompt=next(
+                        (final.revised_prompt for final in result.images if final.revised_prompt), ""
+                    ),
+                    usage=(
+                        {
+                            "input_tokens": usage.input_tokens,
+                            "output_tokens": usage.output_tokens,
+                            "total_tokens": usage.total_tokens,
+                            "details": usage.details,
+                        }
+                        if usage
+                        else None
+                    ),
+                    upstream_latency_ms=round(latency * 1000),
+                    upstream_request_id=result.request_id[:200],
+                    result_size=result.size,
+                    result_quality=result.quality,
+                    result_format=result.output_format,
+                )
+                if not won:
+                    raise Canceled
+
+        _durably(commit)
     except BaseException:
-        for name in saved:
-            default_storage.delete(name)
+        if not _committed(saved):
+            for name in saved:
+                default_storage.delete(name)
         raise
     finally:
         release_connection()
     publish_generation_changed(generation)
 
 
+def _committed(saved: list[str]) -> bool:
+    """Whether the images stored under these names made it into the database (a commit whose answer was
+    lost to a dropped connection): their files must then stay. When that cannot be told, they stay too."""
+    if not saved:
+        return False
+    try:
+        return _durably(lambda: Image.objects.filter(file=saved[0]).exists())
+    except DATABASE_ERRORS:
+        return True
+
+
 def _fail(generation: Generation, *, message: str, code: str) -> None:
     """Fail and refund the generation if it is still ours; raise Canceled if it is not."""
-    with transaction.atomic():
-        if not _mine(generation).select_for_update().exists():
-            raise Canceled
-        generation_fail(generation, message=message, code=code)
+
+    def commit() -> None:
+        with transaction.atomic():
+            if not _mine(generation).select_for_update().exists():
+                raise Canceled
+            generation_fail(generation, message=message, code=code)
+
+    _durably(commit)
     release_connection()
     # generation_fail published inside this transaction; say it again now that the change is visible.
     publish_generation_changed(generation)

@@ -44,7 +44,9 @@ def unconsumed_queue():
 
 @pytest.fixture
 def stale_after(settings):
+    """A runner silent for STALE_SECONDS is both taken over by a redelivery and swept."""
     settings.GENERATION_STALE_SECONDS = STALE_SECONDS
+    settings.GENERATION_TAKEOVER_SECONDS = STALE_SECONDS
     settings.GENERATION_QUEUED_MAX_SECONDS = 3600
     return STALE_SECONDS
 
@@ -159,6 +161,29 @@ def test_the_sweep_task_runs_the_sweeper_on_the_beat_schedule(alice, stale_after
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("unconsumed_queue")
+def test_a_killed_workers_generation_is_taken_over_before_the_sweeper_would_refund_it(alice, settings):
+    settings.GENERATION_TAKEOVER_SECONDS = 60
+    settings.GENERATION_STALE_SECONDS = 600
+    generation = running(submitted(alice), silent_for=65)
+
+    assert sweeper.sweep_stuck_generations() == 0  # silent past the takeover, not past the sweep
+    runner.run_generation(str(generation.pk))
+
+    generation.refresh_from_db()
+    assert generation.status == Status.SUCCEEDED and generation.images.count() == 1
+    assert money(generation) == {"spent": [generation.cost], "refunded": []}
+
+
+def test_the_defaults_order_heartbeat_takeover_redelivery_and_sweep(settings):
+    takeover, redelivery = settings.GENERATION_TAKEOVER_SECONDS, settings.CELERY_VISIBILITY_TIMEOUT
+    longest_silence = settings.OPENAI_TIMEOUT_4K_SECONDS + settings.GENERATION_RETRY_BACKOFF_SECONDS * 2
+    assert longest_silence < takeover < redelivery
+    assert takeover + redelivery < settings.GENERATION_STALE_SECONDS
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == redelivery
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unconsumed_queue")
 def test_a_redelivered_task_takes_over_a_generation_whose_runner_went_silent_and_finishes_it(
     alice, stale_after
 ):
@@ -179,7 +204,9 @@ def test_a_redelivered_task_leaves_a_generation_with_a_fresh_heartbeat_to_its_ru
     generation = running(submitted(alice), silent_for=STALE_SECONDS - 5)
     before = (generation.seq, generation.started_at, generation.heartbeat_at)
 
-    runner.run_generation(str(generation.pk))
+    with pytest.raises(runner.CheckAgainLater) as later:
+        runner.run_generation(str(generation.pk))
+    assert 5 <= later.value.seconds <= 7  # when the runner would count as gone, plus a second
 
     generation.refresh_from_db()
     assert generation.status == Status.RUNNING
@@ -270,9 +297,19 @@ def killable(tmp_path):
             discard_queue(queue)
 
 
+# A worker that counts a runner silent for a second as gone (its upstream timeouts shorter still, as the
+# start-up check asks).
+TAKEOVER_AFTER_A_SECOND = {
+    "GENERATION_TAKEOVER_SECONDS": "1",
+    "OPENAI_TIMEOUT_SECONDS": "0.2",
+    "OPENAI_TIMEOUT_4K_SECONDS": "0.2",
+    "GENERATION_RETRY_BACKOFF_SECONDS": "0.1",
+}
+
+
 def kill_mid_generation(user, start) -> tuple[Generation, WorkerProcess]:
     """Submit to a slow worker process, wait until it is drawing, SIGKILL it."""
-    worker = start(LOCAL_PROVIDER_STEP_SECONDS="1", GENERATION_STALE_SECONDS="600")
+    worker = start(LOCAL_PROVIDER_STEP_SECONDS="1")
     generation = generation_submit(
         membership=personal_membership(user),
         spec=GenerationSpec.build(prompt="a doomed comet", partial_images=3),
@@ -304,7 +341,7 @@ def test_a_worker_killed_mid_generation_leaves_it_to_the_sweeper_and_its_redeliv
     # The broker hands the unacknowledged task to a new worker, which must not run or charge it again.
     redeliver(first.queue)
     assert waiting_in(first.queue) == 1
-    second = killable(LOCAL_PROVIDER_STEP_SECONDS="0.1", GENERATION_STALE_SECONDS="1")
+    second = killable(LOCAL_PROVIDER_STEP_SECONDS="0.1", **TAKEOVER_AFTER_A_SECOND)
     second.wait_for_log(f"generation {generation.pk} is failed: nothing to do", timeout=60)
     wait_until_acknowledged(second.queue)
 
@@ -323,7 +360,7 @@ def test_a_worker_killed_mid_generation_is_taken_over_by_the_redelivered_task(al
 
     redeliver(first.queue)
     assert waiting_in(first.queue) == 1
-    second = killable(LOCAL_PROVIDER_STEP_SECONDS="0.1", GENERATION_STALE_SECONDS="1")
+    second = killable(LOCAL_PROVIDER_STEP_SECONDS="0.1", **TAKEOVER_AFTER_A_SECOND)
     wait_until(generation, lambda g: not g.is_active, timeout=60, what="the redelivered task to finish it")
     second.wait_for_log(f"generation {generation.pk}: its worker went silent; running it again")
     wait_until_acknowledged(second.queue)
