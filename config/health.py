@@ -1,4 +1,10 @@
-"""Liveness and readiness for load balancers and orchestrators."""
+"""Liveness and readiness for load balancers and orchestrators.
+
+Ready means able to serve: the database answers. Redis (cache, channel layer) and the broker are checked
+and named when they fail, but a node without them still serves reads and takes submissions (they are sent
+once the broker is back), so it stays in the load balancer as "degraded" (200) rather than leaving every
+node out at once (503 is for a database out of reach).
+"""
 
 import redis
 from django.conf import settings
@@ -39,6 +45,7 @@ def _check_broker() -> None:
 
 
 CHECKS = {"database": _check_database, "redis": _check_redis, "broker": _check_broker}
+REQUIRED = {"database"}
 
 
 @never_cache
@@ -52,7 +59,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as error:
             results[name] = f"error: {type(error).__name__}: {error}"[:300]
     failing = [name for name, result in results.items() if result != "ok"]
-    body: dict[str, object] = {"status": "ok" if not failing else "unavailable", "checks": results}
+    unavailable = any(name in REQUIRED for name in failing)
+    status = "unavailable" if unavailable else "degraded" if failing else "ok"
+    body: dict[str, object] = {"status": status, "checks": results}
     if failing:
         body["failing"] = failing
-    return JsonResponse(body, status=503 if failing else 200)
+    return JsonResponse(body, status=503 if unavailable else 200)

@@ -194,6 +194,19 @@ if DATABASE_URL:
     else:
         # One test database per process, so two test runs against one server never collide.
         DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
+        # A pool of at most DB_POOL_MAX_SIZE connections per process (web, worker and beat each have one),
+        # so the whole studio stays within PostgreSQL's max_connections: processes x DB_POOL_MAX_SIZE must
+        # fit in the share of it the studio may use. A request finding the pool empty waits DB_POOL_TIMEOUT
+        # seconds for a connection, then is answered 503 with Retry-After (config.errors). Connections are
+        # checked before use, so a restarted server costs no request.
+        if DB_POOL_MAX_SIZE := envint("DB_POOL_MAX_SIZE", 20):
+            DATABASES["default"]["CONN_MAX_AGE"] = 0
+            DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # with a pool: each checked as it is taken
+            DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+                "min_size": min(envint("DB_POOL_MIN_SIZE", 2), DB_POOL_MAX_SIZE),
+                "max_size": DB_POOL_MAX_SIZE,
+                "timeout": envfloat("DB_POOL_TIMEOUT", 5.0),
+            }
 else:
     DATABASES = {
         "default": {
@@ -230,7 +243,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# A task a worker took and never acknowledged (the worker was killed) is delivered again after this long; see
+# "Killed workers" below for how it agrees with the takeover and the sweep.
+CELERY_VISIBILITY_TIMEOUT = envint("CELERY_VISIBILITY_TIMEOUT", 600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_WORKER_POOL = envstr("CELERY_WORKER_POOL", "threads")
@@ -243,11 +259,13 @@ CHANNEL_LAYERS = {
     }
 }
 
+# The cache fails open (config.cache): with Redis away, throttles let requests through instead of failing.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.FailOpenRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "studio",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
     }
 }
 
@@ -398,10 +416,39 @@ STUDIO_PROVIDER = envstr("STUDIO_PROVIDER", "openai" if OPENAI_API_KEY else "loc
 LOCAL_PROVIDER_STEP_SECONDS = envfloat("LOCAL_PROVIDER_STEP_SECONDS", 0.6)
 GENERATION_MAX_RETRIES = envint("GENERATION_MAX_RETRIES", 2)
 GENERATION_RETRY_BACKOFF_SECONDS = envfloat("GENERATION_RETRY_BACKOFF_SECONDS", 2.0)
-# A running generation without a heartbeat for this long is failed and refunded by the sweeper.
-GENERATION_STALE_SECONDS = envint("GENERATION_STALE_SECONDS", 600)
+# Killed workers. A live runner writes a heartbeat at least once per upstream wait (the longest read timeout
+# plus a retry backoff). A runner silent for GENERATION_TAKEOVER_SECONDS is gone: the broker's redelivery of
+# its task (after CELERY_VISIBILITY_TIMEOUT; one that comes early checks again when the takeover is due)
+# takes the generation over and draws it, with nothing charged again. Only a generation silent for
+# GENERATION_STALE_SECONDS, past both, is failed and refunded by the sweeper (its task was lost). Checked
+# here, at start-up, so the order holds: heartbeat < takeover < redelivery, takeover + redelivery < stale.
+GENERATION_TAKEOVER_SECONDS = envint("GENERATION_TAKEOVER_SECONDS", 360)
+GENERATION_STALE_SECONDS = envint("GENERATION_STALE_SECONDS", 1200)
+_LONGEST_SILENCE = max(OPENAI_TIMEOUT_SECONDS, OPENAI_TIMEOUT_4K_SECONDS) + (
+    GENERATION_RETRY_BACKOFF_SECONDS * 2 ** max(GENERATION_MAX_RETRIES - 1, 0)
+)
+if GENERATION_TAKEOVER_SECONDS <= _LONGEST_SILENCE:
+    raise ImproperlyConfigured(
+        f"GENERATION_TAKEOVER_SECONDS ({GENERATION_TAKEOVER_SECONDS}) must exceed the longest a live runner "
+        f"is silent ({_LONGEST_SILENCE:g} s: OPENAI_TIMEOUT_4K_SECONDS plus a retry backoff), or live work "
+        "is taken over."
+    )
+if CELERY_VISIBILITY_TIMEOUT <= GENERATION_TAKEOVER_SECONDS:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}) must exceed GENERATION_TAKEOVER_SECONDS "
+        f"({GENERATION_TAKEOVER_SECONDS}): a task waiting for a takeover would be delivered again meanwhile."
+    )
+if GENERATION_STALE_SECONDS <= GENERATION_TAKEOVER_SECONDS + CELERY_VISIBILITY_TIMEOUT + 60:
+    raise ImproperlyConfigured(
+        f"GENERATION_STALE_SECONDS ({GENERATION_STALE_SECONDS}) must exceed GENERATION_TAKEOVER_SECONDS plus "
+        f"CELERY_VISIBILITY_TIMEOUT plus a minute "
+        f"({GENERATION_TAKEOVER_SECONDS + CELERY_VISIBILITY_TIMEOUT + 60}), or the sweeper refunds killed "
+        "workers' generations before their redelivered tasks take them over."
+    )
 # A generation still queued after this long (its task was lost) is failed and refunded too.
 GENERATION_QUEUED_MAX_SECONDS = envint("GENERATION_QUEUED_MAX_SECONDS", 3600)
+# How long a runner rides out a database that is gone (restarted, connections terminated) before giving up.
+GENERATION_DATABASE_WAIT_SECONDS = envfloat("GENERATION_DATABASE_WAIT_SECONDS", 30)
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-generations": {"task": "studio.tasks.sweep_stuck_generations", "schedule": 60.0},

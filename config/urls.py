@@ -20,3 +20,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]
+
+# Errors no view handled: JSON in the dialect's shape under the API, a 503 when the database is out of reach.
+handler500 = "config.errors.server_error"

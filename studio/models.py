@@ -132,6 +132,8 @@ class Generation(models.Model):
 
     attempts = models.PositiveSmallIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Its task could not be sent (the broker was unavailable): the sweeper sends it once the broker is back.
+    task_pending = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -156,7 +158,12 @@ class Generation(models.Model):
                 name="generation_idempotency_key_unique_per_author",
             )
         ]
-        indexes = [models.Index(fields=["workspace", "-created_at"])]
+        indexes = [
+            models.Index(fields=["workspace", "-created_at"]),
+            models.Index(
+                fields=["created_at"], condition=Q(task_pending=True), name="generation_task_pending"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.prompt[:40]} ({self.status})"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import Resolver404, resolve
@@ -64,6 +65,21 @@ def unauthorized(
     message: str = "Missing or invalid API key. Send it as 'Authorization: Bearer KEY'.",
 ) -> ApiError:
     return ApiError(message, status=401, type="authentication_error", code="invalid_api_key")
+
+
+# Seconds a client is asked to wait when the studio cannot take its request now.
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable() -> ApiError:
+    """The database is out of reach or out of connections for now: a 503 to try again, never a 500."""
+    return ApiError(
+        "The studio is too busy to take this request right now. Try again in a few seconds.",
+        status=503,
+        type="server_error",
+        code="service_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def forbidden(message: str) -> ApiError:
@@ -168,6 +184,8 @@ def as_api_error(exc: Exception, request: HttpRequest | None = None) -> ApiError
         return ApiError("The request is too large.", status=413, code="request_too_large")
     if isinstance(exc, SuspiciousOperation):  # too many fields, a bad header, ...
         return invalid(str(exc) or "The request was refused.", code="invalid_request")
+    if isinstance(exc, OperationalError | InterfaceError):
+        return unavailable()
     return ApiError(
         "Something went wrong on our side. Nothing was charged; try again.",
         status=500,

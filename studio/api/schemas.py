@@ -28,7 +28,7 @@ class Error(Schema):
 
 
 # What every authenticated operation of the OpenAI-shaped dialects may answer besides its success.
-ERRORS: dict[int, type[Schema]] = {status: Error for status in (400, 401, 403, 404, 413, 415, 429, 500)}
+ERRORS: dict[int, type[Schema]] = {status: Error for status in (400, 401, 403, 404, 413, 415, 429, 500, 503)}
 
 
 class Request(Schema):

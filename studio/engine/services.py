@@ -1,6 +1,7 @@
 """Work that spans models: submit, cancel, fail and refund generations; manage projects; move and delete
 images. Tasks are sent by name through `studio.engine.queue`, on commit."""
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,8 +125,17 @@ def _store_input(generation: Generation, submitted: SubmittedImage, role: str, p
 
 
 def _enqueue(generation: Generation) -> None:
+    """Send the generation's task, after its spend is committed. A broker that is down loses nothing: the
+    generation is marked and the sweeper sends its task once the broker is back (`resend_pending_tasks`)."""
     publish_generation_changed(generation)
-    queue.run_generation(generation.pk)
+    try:
+        queue.run_generation(generation.pk)
+    except Exception:
+        logger.warning(
+            "generation %s: its task could not be sent; it will be sent again", generation.pk, exc_info=True
+        )
+        with contextlib.suppress(Exception):
+            Generation.objects.filter(pk=generation.pk, status=Status.QUEUED).update(task_pending=True)
 
 
 def price_list() -> pricing.PriceList:
@@ -153,7 +163,8 @@ def generation_finish(
     won = generation.transition(from_statuses=from_statuses, to=to, **changes)
     if won and generation.callback_url:
         generation_id = generation.pk
-        transaction.on_commit(lambda: queue.deliver_webhook(generation_id))
+        # Robust: a broker down at this moment loses the webhook (logged), never the generation's end.
+        transaction.on_commit(lambda: queue.deliver_webhook(generation_id), robust=True)
     return won
 
 

@@ -1,8 +1,12 @@
 """The sweeper (Celery beat, every minute): generations no runner will finish are failed and refunded.
 
-A running generation is stuck when its runner has been silent past GENERATION_STALE_SECONDS (see
-`studio.engine.runner` for what keeps a live runner's heartbeat fresh); a queued one when no worker has
-started it within GENERATION_QUEUED_MAX_SECONDS (its task was lost).
+A running generation is stuck when its runner has been silent past GENERATION_STALE_SECONDS: past the
+takeover by its redelivered task too (see `studio.engine.runner` for what keeps a live runner's heartbeat
+fresh, and config.settings for the order of the deadlines), so its task was lost. A queued one is stuck
+when no worker has started it within GENERATION_QUEUED_MAX_SECONDS.
+
+Before that, it sends again the tasks that could not be sent at submission (the broker was down), so a
+generation accepted during a broker outage is drawn once the broker is back, not refunded.
 """
 
 import logging
@@ -13,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from studio.engine import queue
 from studio.engine.events import publish_generation_changed
 from studio.engine.runner import release_connection, silent
 from studio.engine.services import generation_fail
@@ -24,12 +29,30 @@ STALLED_ERROR = "The worker making this image stopped responding. Your credits w
 NEVER_STARTED_ERROR = "No worker picked up this generation in time. Your credits were refunded."
 
 
+def resend_pending_tasks() -> int:
+    """Send the tasks of queued generations whose task could not be sent; the number sent."""
+    sent = 0
+    pending = Generation.objects.filter(task_pending=True, status=Status.QUEUED).order_by("created_at")
+    for pk in pending.values_list("pk", flat=True)[:1000]:
+        try:
+            queue.run_generation(pk)
+        except Exception:
+            logger.warning("the broker is still unavailable: %s tasks left to send", pending.count())
+            break
+        Generation.objects.filter(pk=pk).update(task_pending=False)
+        sent += 1
+    if sent:
+        logger.warning("sent again the tasks of %s generations accepted while the broker was down", sent)
+    return sent
+
+
 def sweep_stuck_generations() -> int:
     """Fail and refund generations whose worker went silent (killed, lost) or that no worker ever started.
 
     Each is failed under a row lock after checking again that it is still stuck, so a runner that speaks up
     (or claims it again) meanwhile keeps it. Run twice, it refunds once: only one actor wins a transition.
     """
+    resend_pending_tasks()
     now = timezone.now()
     stuck = silent(now - timedelta(seconds=settings.GENERATION_STALE_SECONDS))
     never_started = Q(

@@ -9,13 +9,24 @@ def test_readyz_checks_database_redis_and_broker(client, db):
     assert response.json()["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
 
 
-def test_readyz_names_the_failing_part(client, db, settings, monkeypatch):
+def test_readyz_names_a_failing_redis_and_stays_ready_degraded(client, db, settings, monkeypatch):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     response = client.get("/readyz")
     body = response.json()
-    assert response.status_code == 503
+    assert response.status_code == 200 and body["status"] == "degraded"
     assert body["failing"] == ["redis"]
     assert body["checks"]["database"] == "ok"
+
+
+def test_readyz_is_unavailable_without_the_database(client, db, monkeypatch):
+    from config import health
+
+    def broken():
+        raise ConnectionError("database down")
+
+    monkeypatch.setitem(health.CHECKS, "database", broken)
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["status"] == "unavailable"
 
 
 def test_readyz_reports_a_broken_broker(client, db, monkeypatch):
@@ -26,4 +37,5 @@ def test_readyz_reports_a_broken_broker(client, db, monkeypatch):
 
     monkeypatch.setitem(health.CHECKS, "broker", broken)
     response = client.get("/readyz")
-    assert response.status_code == 503 and response.json()["failing"] == ["broker"]
+    assert response.status_code == 200 and response.json()["failing"] == ["broker"]
+    assert response.json()["status"] == "degraded"

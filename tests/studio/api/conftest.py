@@ -1,6 +1,7 @@
 """A running studio for API clients: Daphne in a subprocess on the test database, and a real Celery worker in
 this process; both share the test's media folder and Redis."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,24 +35,26 @@ def task_queue() -> str:
     return f"test-api-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(scope="module")
-def studio_url(django_db_setup, django_db_blocker, private_media_root, task_queue):
-    """The base URL of a Daphne serving the studio on the test database."""
+@contextlib.contextmanager
+def serving_studio(directory: Path, queue: str, **environment: str) -> Iterator[str]:
+    """Daphne serving the studio on the test database in a subprocess, its tasks sent to `queue`; yields its
+    base URL. `environment` overrides its settings."""
     port = _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
-        "MEDIA_ROOT": str(private_media_root),
-        "STUDIO_DATA_DIR": str(Path(private_media_root).parent / "api-server-data"),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "STUDIO_DATA_DIR": str(directory / "api-server-data"),
         "API_RATE_LIMIT_PER_MINUTE": "1000",
-        "CELERY_QUEUE": task_queue,
+        "CELERY_QUEUE": queue,
         "STUDIO_PROVIDER": "local",
         "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "1",
         "OPENAI_API_KEY": "",
         "PYTHONUNBUFFERED": "1",
+        **environment,
     }
-    log = open(Path(private_media_root).parent / f"daphne-{port}.log", "w")  # noqa: SIM115
+    log = open(directory / f"daphne-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
         cwd=ROOT,
@@ -71,10 +75,21 @@ def studio_url(django_db_setup, django_db_blocker, private_media_root, task_queu
                 raise RuntimeError(Path(log.name).read_text()) from None
             time.sleep(0.2)
     SERVER_PIDS[url] = process.pid
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=10)
-    log.close()
+    try:
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def studio_url(django_db_setup, django_db_blocker, private_media_root, task_queue):
+    """The base URL of a Daphne serving the studio on the test database."""
+    with serving_studio(
+        Path(private_media_root).parent, task_queue, MEDIA_ROOT=str(private_media_root)
+    ) as url:
+        yield url
 
 
 @pytest.fixture
