@@ -13,7 +13,9 @@ from accounts import ledger
 from accounts.models import ApiKey, EntryKind
 from tests.helpers import personal_membership
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
+# About 1,100 requests, most of the time spent generating them: near three minutes on a 2-core machine, so
+# past the suite's default per-test timeout.
+pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
 CHECKS = (
     "not_a_server_error",

@@ -100,3 +100,50 @@ def test_a_worker_survives_a_broker_restart_with_unacknowledged_tasks(
         assert not entries.filter(kind=EntryKind.REFUND).exists()
     alice.refresh_from_db()
     assert alice.credits == 1000 - sum(generation.cost for generation in everything)
+
+
+# A worker SIGKILLed mid-generation, with the broker's own redelivery (no test helper putting it back): the
+# visibility timeout, the takeover and the sweep in the order config.settings checks, scaled down.
+QUICK_DEADLINES = {
+    "CELERY_VISIBILITY_TIMEOUT": "3",
+    "GENERATION_TAKEOVER_SECONDS": "2",
+    "GENERATION_STALE_SECONDS": "100",
+    "OPENAI_TIMEOUT_SECONDS": "0.2",
+    "OPENAI_TIMEOUT_4K_SECONDS": "0.2",
+    "GENERATION_RETRY_BACKOFF_SECONDS": "0.1",
+}
+
+
+def test_a_killed_workers_generation_is_redelivered_by_the_broker_and_drawn(
+    alice, monkeypatch, private_broker, tmp_path
+):
+    queue = new_queue()
+    app = sender(private_broker)
+    broker = {"REDIS_URL": private_broker.url, "CELERY_BROKER_URL": f"redis+socket://{private_broker.socket}"}
+
+    def worker(name: str, step: str) -> WorkerProcess:
+        environment = {**broker, **QUICK_DEADLINES, "LOCAL_PROVIDER_STEP_SECONDS": step}
+        return WorkerProcess(queue, tmp_path / f"{name}.log", **environment).start()
+
+    first = worker("first", "1")
+    second = None
+    try:
+        generation = submit(alice, monkeypatch, app, queue, "a comet that outlives its worker")
+        wait_until(generation, lambda g: g.partial_count >= 1, timeout=60, what="the first worker to draw")
+        first.kill()
+        second = worker("second", "0.1")
+        wait_until(
+            generation, lambda g: not g.is_active, timeout=90, what="the redelivered task to finish it"
+        )
+        second.wait_for_log(f"generation {generation.pk}: its worker went silent; running it again")
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+
+    assert generation.status == Status.SUCCEEDED and generation.images.count() == 1
+    entries = LedgerEntry.objects.filter(reference=generation.ledger_reference)
+    assert entries.filter(kind=EntryKind.SPEND).count() == 1
+    assert not entries.filter(kind=EntryKind.REFUND).exists()
+    alice.refresh_from_db()
+    assert alice.credits == 1000 - generation.cost
