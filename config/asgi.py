@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from config.admission import AdmissionLimit  # noqa: E402
 from studio.web.consumers import StudioConsumer  # noqa: E402
 
 try:
@@ -23,7 +24,7 @@ else:
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": AdmissionLimit(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path("ws/studio/", StudioConsumer.as_asgi())]))
         ),
