@@ -8,7 +8,8 @@ every half second:
 - generations running (their status in the database),
 - requests the fake upstream holds open at that moment (what really is in flight),
 - database connections held by the worker (PostgreSQL: `pg_stat_activity` rows whose application_name is
-  `studio-worker`; SQLite: the worker's open file descriptors on the database file, an upper bound),
+  `studio-worker`, not idle in its pool; SQLite: the worker's open file descriptors on the database file,
+  an upper bound),
 - the worker's resident memory, CPU time and thread count (`/proc/<pid>/status` and `stat`).
 
 It prints a markdown table and exits non-zero if fewer than `--min-in-flight` requests were in flight at
@@ -370,7 +371,8 @@ def bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     stack.callback(connections.close_all)
     from config.celery import app as celery_app
 
-    celery_app.conf.task_default_queue = queue
+    # The settings' name is what Celery reads (CELERY namespace): set both.
+    celery_app.conf.update(CELERY_TASK_DEFAULT_QUEUE=queue, task_default_queue=queue)
     stack.callback(_forget_queue, redis_url, queue)
 
     log_path = data_dir / "worker.log"
@@ -498,8 +500,9 @@ def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path
             return open_files_on(worker.pid, sqlite_path)
         with connection.cursor() as cursor:
             cursor.execute(
+                # Held: in a query or a transaction. An idle one sits in the worker's pool, held by no one.
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = %s",
+                "AND application_name = %s AND state <> 'idle'",
                 [WORKER_APP],
             )
             return cursor.fetchone()[0]

@@ -357,7 +357,7 @@ STORAGES = {
 }
 # Requests one web process runs in Django at once (the rest wait in line, see config.admission), and how long
 # one may wait before it is answered 503 with Retry-After. 0 lets every request in at once.
-WEB_CONCURRENCY = envint("WEB_CONCURRENCY", 16)
+WEB_CONCURRENCY = envint("WEB_CONCURRENCY", 8)
 WEB_QUEUE_TIMEOUT_SECONDS = envfloat("WEB_QUEUE_TIMEOUT_SECONDS", 30.0)
 # The largest request body the server takes at all (config.daphne refuses more before queueing it).
 REQUEST_MAX_BYTES = envint("REQUEST_MAX_BYTES", 100 * 1024 * 1024)

@@ -1,0 +1,80 @@
+"""config.admission: at most WEB_CONCURRENCY requests in Django at once; the rest wait their turn, and one
+that waits past WEB_QUEUE_TIMEOUT_SECONDS is answered 503 with Retry-After in the API's shape. Health and
+the OpenAI image routes (which hold a request open while an image is drawn) never wait in line."""
+
+import asyncio
+import json
+
+import pytest
+
+from config.admission import AdmissionLimit
+
+
+class SlowApp:
+    """An ASGI app that answers 200 after `delay` seconds, counting how many requests it holds at once."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.inside = 0
+        self.most_inside = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        await asyncio.sleep(self.delay)
+        self.inside -= 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def call(app, path: str) -> tuple[int, dict[str, str], bytes]:
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    await app({"type": "http", "path": path}, None, send)
+    headers = {name.decode(): value.decode() for name, value in sent[0].get("headers", [])}
+    return sent[0]["status"], headers, sent[1]["body"]
+
+
+def test_requests_beyond_the_limit_wait_their_turn(settings):
+    settings.WEB_CONCURRENCY, settings.WEB_QUEUE_TIMEOUT_SECONDS = 3, 5
+    inner = SlowApp(0.05)
+    app = AdmissionLimit(inner)
+
+    async def burst():
+        return await asyncio.gather(*(call(app, "/api/v1/tasks") for _ in range(20)))
+
+    answers = asyncio.run(burst())
+    assert [status for status, _, _ in answers] == [200] * 20
+    assert inner.most_inside == 3
+
+
+def test_a_request_waiting_too_long_is_answered_503_in_the_api_shape(settings):
+    settings.WEB_CONCURRENCY, settings.WEB_QUEUE_TIMEOUT_SECONDS = 1, 0.1
+    app = AdmissionLimit(SlowApp(0.5))
+
+    async def two():
+        return await asyncio.gather(
+            call(app, "/api/v1/tasks"), call(app, "/api/v1/tasks"), call(app, "/gallery/")
+        )
+
+    first, second, page = asyncio.run(two())
+    assert first[0] == 200
+    assert second[0] == 503 and second[1]["Retry-After"] == "5"
+    assert json.loads(second[2])["error"]["code"] == "service_unavailable"
+    assert page[0] == 503 and b"too busy" in page[2]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/images/generations", "/v1/images/edits"])
+def test_health_and_the_waiting_image_routes_never_wait_in_line(settings, path):
+    settings.WEB_CONCURRENCY, settings.WEB_QUEUE_TIMEOUT_SECONDS = 1, 0.05
+    inner = SlowApp(0.2)
+    app = AdmissionLimit(inner)
+
+    async def burst():
+        return await asyncio.gather(*(call(app, path) for _ in range(5)))
+
+    assert [status for status, _, _ in asyncio.run(burst())] == [200] * 5
+    assert inner.most_inside == 5
