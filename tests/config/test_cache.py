@@ -52,3 +52,10 @@ def test_the_api_rate_limit_fails_open_without_redis(client, redis_gone, alice, 
         for _ in range(4)
     ]
     assert answers == [404] * 4  # past the limit of 2, yet nothing is counted while Redis is away
+
+
+def test_pages_render_from_the_database_without_redis(client, redis_gone, alice):
+    client.force_login(alice)
+    workspace = personal_membership(alice).workspace
+    for page in ("/", "/gallery/", f"/workspaces/{workspace.slug}/projects/", "/workspaces/"):
+        assert client.get(page).status_code == 200, page

@@ -15,7 +15,8 @@ STUDIO_VARIABLES = (
     "STUDIO_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "DEBUG", "SECURE_COOKIES",
     "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "STUDIO_ENCRYPTION_KEYS",
     "EMAIL_VERIFICATION", "OIDC_SERVER_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_NAME",
-    "OIDC_PROVIDER_ID",
+    "OIDC_PROVIDER_ID", "GENERATION_TAKEOVER_SECONDS", "GENERATION_STALE_SECONDS",
+    "CELERY_VISIBILITY_TIMEOUT",
 )  # fmt: skip
 
 
@@ -90,6 +91,23 @@ def test_production_refuses_to_start_naming_what_is_missing(tmp_path, overrides,
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert "ImproperlyConfigured" in last_line and named in last_line, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"GENERATION_TAKEOVER_SECONDS": "200"}, "GENERATION_TAKEOVER_SECONDS"),  # below a 4K upstream wait
+        # Redelivered before the takeover is due.
+        ({"CELERY_VISIBILITY_TIMEOUT": "300"}, "CELERY_VISIBILITY_TIMEOUT"),
+        ({"GENERATION_STALE_SECONDS": "900"}, "GENERATION_STALE_SECONDS"),  # swept before the takeover
+    ],
+)
+def test_the_studio_refuses_deadlines_out_of_order(tmp_path, overrides, named):
+    env = {name: value for name, value in os.environ.items() if name not in STUDIO_VARIABLES}
+    result = manage({**env, "STUDIO_DATA_DIR": str(tmp_path), **overrides}, "check")
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured" in last_line and last_line.split(":", 1)[1].strip().startswith(named)
 
 
 def test_without_the_switch_the_development_defaults_need_nothing(tmp_path):
