@@ -134,6 +134,8 @@ class Generation(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Its task could not be sent (the broker was unavailable): the sweeper sends it once the broker is back.
     task_pending = models.BooleanField(default=False)
+    # Its webhook could not be sent when it ended (the broker was unavailable): the sweeper sends it.
+    webhook_pending = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -162,6 +164,9 @@ class Generation(models.Model):
             models.Index(fields=["workspace", "-created_at"]),
             models.Index(
                 fields=["created_at"], condition=Q(task_pending=True), name="generation_task_pending"
+            ),
+            models.Index(
+                fields=["created_at"], condition=Q(webhook_pending=True), name="generation_webhook_pending"
             ),
         ]
 

@@ -163,9 +163,22 @@ def generation_finish(
     won = generation.transition(from_statuses=from_statuses, to=to, **changes)
     if won and generation.callback_url:
         generation_id = generation.pk
-        # Robust: a broker down at this moment loses the webhook (logged), never the generation's end.
-        transaction.on_commit(lambda: queue.deliver_webhook(generation_id), robust=True)
+        transaction.on_commit(lambda: _send_webhook(generation_id))
     return won
+
+
+def _send_webhook(generation_id: object) -> None:
+    """Send the webhook's task once the end is committed; a broker that is down marks it for the sweeper."""
+    try:
+        queue.deliver_webhook(generation_id)
+    except Exception:
+        logger.warning(
+            "generation %s: its webhook could not be sent; it will be sent again",
+            generation_id,
+            exc_info=True,
+        )
+        with contextlib.suppress(Exception):
+            Generation.objects.filter(pk=str(generation_id)).update(webhook_pending=True)
 
 
 def generation_fail(generation: Generation, *, message: str, code: str = "") -> bool:

@@ -6,7 +6,8 @@ fresh, and config.settings for the order of the deadlines), so its task was lost
 when no worker has started it within GENERATION_QUEUED_MAX_SECONDS.
 
 Before that, it sends again the tasks that could not be sent at submission (the broker was down), so a
-generation accepted during a broker outage is drawn once the broker is back, not refunded.
+generation accepted during a broker outage is drawn once the broker is back, not refunded; and the
+webhooks that could not be sent when their generation ended.
 """
 
 import logging
@@ -30,7 +31,8 @@ NEVER_STARTED_ERROR = "No worker picked up this generation in time. Your credits
 
 
 def resend_pending_tasks() -> int:
-    """Send the tasks of queued generations whose task could not be sent; the number sent."""
+    """Send the tasks of queued generations, and the webhooks of ended ones, that could not be sent when they
+    were due (the broker was down); the number sent."""
     sent = 0
     pending = Generation.objects.filter(task_pending=True, status=Status.QUEUED).order_by("created_at")
     for pk in pending.values_list("pk", flat=True)[:1000]:
@@ -41,9 +43,22 @@ def resend_pending_tasks() -> int:
             break
         Generation.objects.filter(pk=pk).update(task_pending=False)
         sent += 1
-    if sent:
-        logger.warning("sent again the tasks of %s generations accepted while the broker was down", sent)
-    return sent
+    webhooks = 0
+    for pk in Generation.objects.filter(webhook_pending=True).values_list("pk", flat=True)[:1000]:
+        try:
+            queue.deliver_webhook(pk)
+        except Exception:
+            logger.warning("the broker is still unavailable: webhooks left to send")
+            break
+        Generation.objects.filter(pk=pk).update(webhook_pending=False)
+        webhooks += 1
+    if sent or webhooks:
+        logger.warning(
+            "sent again, now that the broker is back, the tasks of %s generations and %s webhooks",
+            sent,
+            webhooks,
+        )
+    return sent + webhooks
 
 
 def sweep_stuck_generations() -> int:

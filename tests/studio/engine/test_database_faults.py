@@ -1,6 +1,7 @@
 """PostgreSQL goes away under a worker: every backend of the test database is terminated, again and again
-for five seconds, while a worker process draws. The generations in flight ride it out (each write tried
-again on a fresh connection) and are drawn, not failed; nothing is charged twice or lost."""
+for ten seconds (the outage of the issue's report), while a worker process draws. The generations in flight
+ride it out (each write tried again on a fresh connection) and are drawn, not failed; nothing is charged
+twice or lost."""
 
 import time
 
@@ -66,7 +67,7 @@ def test_generations_in_flight_ride_out_terminated_backends(alice, tmp_path):
         for generation in generations:
             wait_until(generation, lambda g: g.partial_count >= 1, timeout=60, what="the worker to draw")
         connection.close()
-        assert terminate_backends_for(5) > 0, "nothing was terminated"
+        assert terminate_backends_for(10) > 0, "nothing was terminated"
         connection.close()  # this process's connection was terminated too
         for generation in generations:
             wait_until(generation, lambda g: not g.is_active, timeout=90, what="a generation to end")

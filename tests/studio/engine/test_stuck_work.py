@@ -370,3 +370,43 @@ def test_a_worker_killed_mid_generation_is_taken_over_by_the_redelivered_task(al
     assert money(generation) == {"spent": [generation.cost], "refunded": []}
     alice.refresh_from_db()
     assert alice.credits == 1000 - generation.cost
+
+
+# The broker down when work is due to be sent
+
+
+@pytest.mark.django_db
+def test_tasks_and_webhooks_that_could_not_be_sent_are_sent_by_the_sweeper(
+    alice, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from studio.engine import queue
+
+    sent: list[tuple[str, str]] = []
+
+    def broker_down(generation_id):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(queue, "run_generation", broker_down)
+    monkeypatch.setattr(queue, "deliver_webhook", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        kept = submitted(alice, "sent later")
+    with django_capture_on_commit_callbacks(execute=True):
+        ended = submitted(alice, "ended while the broker was down")
+        Generation.objects.filter(pk=ended.pk).update(callback_url="https://hooks.example.com/studio")
+        ended.refresh_from_db()
+        generation_cancel(ended, membership=personal_membership(alice))
+    kept.refresh_from_db()
+    ended.refresh_from_db()
+    assert kept.task_pending and ended.webhook_pending and ended.status == Status.CANCELED
+
+    assert sweeper.resend_pending_tasks() == 0  # still down: nothing lost, nothing cleared
+    monkeypatch.setattr(queue, "run_generation", lambda pk: sent.append(("task", str(pk))))
+    monkeypatch.setattr(queue, "deliver_webhook", lambda pk: sent.append(("webhook", str(pk))))
+    assert sweeper.resend_pending_tasks() == 2
+    assert sorted(sent) == [("task", str(kept.pk)), ("webhook", str(ended.pk))]
+    kept.refresh_from_db()
+    ended.refresh_from_db()
+    assert not kept.task_pending and not ended.webhook_pending
+    assert sweeper.resend_pending_tasks() == 0
