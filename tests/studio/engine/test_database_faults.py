@@ -67,8 +67,14 @@ def test_generations_in_flight_ride_out_terminated_backends(alice, tmp_path):
         for generation in generations:
             wait_until(generation, lambda g: g.partial_count >= 1, timeout=60, what="the worker to draw")
         connection.close()
-        assert terminate_backends_for(10) > 0, "nothing was terminated"
-        connection.close()  # this process's connection was terminated too
+        try:
+            assert terminate_backends_for(10) > 0, "nothing was terminated"
+        finally:
+            # This process's connections were terminated too. Its pool would get new ones, but only after
+            # the backoff it took while every new connection was being terminated: start it afresh.
+            connection.close()
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
         for generation in generations:
             wait_until(generation, lambda g: not g.is_active, timeout=90, what="a generation to end")
         assert worker.process.poll() is None, worker.log[-3000:]
