@@ -45,12 +45,8 @@ async def _busy(scope: Scope, send: Any) -> None:
     from config.daphne import _refusal
     from studio.api import errors
 
-    response = _refusal(
-        scope["path"],
-        503,
-        "service_unavailable",
-        "The studio is too busy to take this request right now. Try again in a few seconds.",
-    )
+    busy = errors.unavailable()
+    response = _refusal(scope["path"], busy.status, busy.code or "service_unavailable", busy.message)
     response["Retry-After"] = str(errors.RETRY_AFTER_SECONDS)
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
     await send({"type": "http.response.start", "status": 503, "headers": headers})

@@ -11,11 +11,12 @@ webhooks that could not be sent when their generation ended.
 """
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from studio.engine import queue
@@ -33,32 +34,35 @@ NEVER_STARTED_ERROR = "No worker picked up this generation in time. Your credits
 def resend_pending_tasks() -> int:
     """Send the tasks of queued generations, and the webhooks of ended ones, that could not be sent when they
     were due (the broker was down); the number sent."""
-    sent = 0
-    pending = Generation.objects.filter(task_pending=True, status=Status.QUEUED).order_by("created_at")
-    for pk in pending.values_list("pk", flat=True)[:1000]:
-        try:
-            queue.run_generation(pk)
-        except Exception:
-            logger.warning("the broker is still unavailable: %s tasks left to send", pending.count())
-            break
-        Generation.objects.filter(pk=pk).update(task_pending=False)
-        sent += 1
-    webhooks = 0
-    for pk in Generation.objects.filter(webhook_pending=True).values_list("pk", flat=True)[:1000]:
-        try:
-            queue.deliver_webhook(pk)
-        except Exception:
-            logger.warning("the broker is still unavailable: webhooks left to send")
-            break
-        Generation.objects.filter(pk=pk).update(webhook_pending=False)
-        webhooks += 1
-    if sent or webhooks:
+    tasks = _resend(
+        Generation.objects.filter(task_pending=True, status=Status.QUEUED),
+        queue.run_generation,
+        "task_pending",
+    )
+    webhooks = _resend(
+        Generation.objects.filter(webhook_pending=True), queue.deliver_webhook, "webhook_pending"
+    )
+    if tasks or webhooks:
         logger.warning(
             "sent again, now that the broker is back, the tasks of %s generations and %s webhooks",
-            sent,
+            tasks,
             webhooks,
         )
-    return sent + webhooks
+    return tasks + webhooks
+
+
+def _resend(pending: QuerySet, send: Callable[[object], None], flag: str) -> int:
+    """Send for each pending generation, oldest first, clearing its flag; stop at the first broker error."""
+    sent = 0
+    for pk in pending.order_by("created_at").values_list("pk", flat=True)[:1000]:
+        try:
+            send(pk)
+        except Exception:
+            logger.warning("the broker is still unavailable: %s left to send (%s)", pending.count(), flag)
+            break
+        Generation.objects.filter(pk=pk).update(**{flag: False})
+        sent += 1
+    return sent
 
 
 def sweep_stuck_generations() -> int:
