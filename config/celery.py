@@ -3,7 +3,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -11,6 +11,44 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("studio")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["accounts", "studio.engine", "studio.api"])
+
+# How often, at most, the worker's event loop looks for more tasks while it is busy (see WakeUp).
+WAKE_SECONDS = 0.05
+
+
+class WakeUp(bootsteps.StartStopStep):
+    """Keep a full worker of the thread pool taking tasks as soon as it has room.
+
+    When every slot is taken, the Redis transport stops asking for tasks and the event loop sleeps until
+    its next timer, up to ten seconds. With the prefork pool a finished task wakes the loop (its result
+    arrives on a pipe the loop watches); with the thread pool the task ends on another thread and nothing
+    does, so a worker that filled up stayed idle for five to ten seconds each time (24 half-second tasks on
+    four threads took 40 s). A short repeating timer bounds that wait.
+    """
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def __init__(self, parent: object, **kwargs: object) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_entry = None
+
+    def start(self, parent) -> None:  # type: ignore[no-untyped-def]
+        if parent.hub is not None:
+            self.timer_entry = parent.hub.call_repeatedly(WAKE_SECONDS, _nothing)
+
+    def stop(self, parent) -> None:  # type: ignore[no-untyped-def]
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+
+    shutdown = stop
+
+
+def _nothing() -> None:
+    """A timer that only ends the event loop's wait; the transport asks for tasks on the next turn."""
+
+
+app.steps["consumer"].add(WakeUp)
 
 
 @worker_init.connect

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -24,6 +25,17 @@ CHECKS = (
     "response_headers_conformance",
     "response_schema_conformance",
 )
+
+
+def _failures(report_dir: Path) -> str:
+    """What went wrong, from the JUnit report (the console output cuts long cases short)."""
+    found = []
+    for report in report_dir.glob("junit-*.xml"):
+        for case in ElementTree.parse(report).iter("testcase"):
+            for problem in (*case.iter("failure"), *case.iter("error")):
+                text = re.sub(r"(.)\1{40,}", lambda run: f"{run[1]}…", problem.text or "")
+                found.append(f"{case.get('name')}: {text[:2_000]}")
+    return "\n\n".join(found)
 
 
 def test_every_route_answers_as_the_generated_document_says(studio_url, worker, alice, tmp_path, capsys):
@@ -54,12 +66,13 @@ def test_every_route_answers_as_the_generated_document_says(studio_url, worker, 
         "--report-dir",
         str(tmp_path),
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    # In its own directory: schemathesis keeps a cache of crashes where it runs.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     output = run.stdout + run.stderr
     summary = [line for line in output.splitlines() if re.search(r"generated|failures?|Tested:|passed", line)]
     with capsys.disabled():
         print("\nschemathesis:", *summary[-6:], sep="\n  ")
-    assert run.returncode == 0, output[-20_000:]
+    assert run.returncode == 0, _failures(tmp_path) or output[-20_000:]
     assert re.search(r"Tested: 12\b", output), output[-5_000:]
     cases = int(re.search(r"(\d+) generated", output)[1])
     assert cases > 500, output[-5_000:]
