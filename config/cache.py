@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import ConnectionError, TimeoutError
 
 logger = logging.getLogger("studio.cache")
@@ -24,9 +24,57 @@ UNREACHABLE = (ConnectionError, TimeoutError)
 WARN_EVERY_SECONDS = 10.0
 
 
+class SharedPoolClient(RedisCacheClient):
+    """Django's Redis client with one connection pool per server for the whole process.
+
+    Django makes a cache object per thread and per request context (`caches` is context-local), and each
+    made its own pool: under ASGI every request, on a thread of its own, opened a new connection to Redis
+    (a connect and a health check per request, a fifth of the rate limiter's time).
+    redis-py's pools are thread-safe and notice a fork, so one per server serves every thread.
+    """
+
+    _shared: dict[str, Any] = {}
+    _shared_lock = threading.Lock()
+
+    # Django's client keeps these attributes private; its type stubs do not declare them.
+    _servers: list[str]
+    _pools: dict[int, Any]
+    _pool_class: Any
+    _pool_options: dict[str, Any]
+
+    def _get_connection_pool(self, write: bool) -> Any:
+        index = self._get_connection_pool_index(write)  # type: ignore[attr-defined]
+        if index not in self._pools:
+            key = f"{self._servers[index]} {sorted(self._pool_options.items(), key=str)!r}"
+            with self._shared_lock:
+                if key not in self._shared:
+                    self._shared[key] = self._pool_class.from_url(self._servers[index], **self._pool_options)
+                self._pools[index] = self._shared[key]
+        return self._pools[index]
+
+    def incr_in_window(self, key: str, timeout: int) -> int:
+        """Add one to a counter that expires `timeout` seconds after it was created: one round trip."""
+        client = self.get_client(key, write=True)
+        pipeline = client.pipeline(transaction=False)
+        pipeline.set(key, 0, ex=timeout, nx=True)
+        pipeline.incr(key)
+        _, count = pipeline.execute()
+        return int(count)
+
+
 class FailOpenRedisCache(RedisCache):
     _last_warning = 0.0
     _lock = threading.Lock()
+
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = SharedPoolClient
+
+    def incr_in_window(self, key: Any, timeout: int, version: Any = None) -> int | None:
+        """A counter for a time window (a rate limit), or None while Redis is unreachable."""
+        key = self.make_and_validate_key(key, version=version)
+        client: SharedPoolClient = self._cache  # type: ignore[attr-defined]
+        return self._or(None, lambda: client.incr_in_window(key, timeout))
 
     def _or(self, fallback: T, call: Callable[[], T]) -> T:
         try:

@@ -4,7 +4,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
@@ -69,12 +69,22 @@ def _check_rate_limit(key: ApiKey) -> None:
     if limit <= 0:
         return
     window = int(time.time() // 60)
-    counter = f"api-rate:{key.pk}:{window}"
-    cache.add(counter, 0, timeout=120)
-    try:
-        count = cache.incr(counter)
-    except ValueError:  # expired between add and incr
-        cache.set(counter, 1, timeout=120)
-        count = 1
-    if count > limit:
+    count = count_in_window(f"api-rate:{key.pk}:{window}", timeout=120)
+    if count is not None and count > limit:  # None: Redis is unreachable, and the limit fails open
         raise rate_limited(limit)
+
+
+def count_in_window(key: str, timeout: int) -> int | None:
+    """One more in the counter `key`, which expires `timeout` seconds after its first count; None while the
+    cache is unreachable. The studio's Redis cache (config.cache) does it in one round trip; any other cache
+    with an add and an increment."""
+    cache = caches["default"]
+    if (incr_in_window := getattr(cache, "incr_in_window", None)) is not None:
+        count: int | None = incr_in_window(key, timeout)
+        return count
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1
