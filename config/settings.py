@@ -239,6 +239,11 @@ def _celery_broker_url(redis_url: str) -> str:
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or _celery_broker_url(REDIS_URL)
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
+# One result backend (the disabled one: no task keeps a result) for every thread. Not marked thread-safe,
+# Celery builds a backend on each thread's first use, scanning the installed packages' entry points; under
+# ASGI every request has a thread of its own, so every submission paid for a scan (an eighth of the web
+# process's time at a thousand clients).
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

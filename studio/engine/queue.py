@@ -12,9 +12,8 @@ SWEEP_STUCK_GENERATIONS = "studio.tasks.sweep_stuck_generations"
 DELIVER_WEBHOOK = "studio.tasks.deliver_webhook"
 
 
-# No task has a result to keep (CELERY_TASK_IGNORE_RESULT). Said on each send, too: otherwise send_task asks
-# the result backend about it, and the backend is built afresh on every new thread (an entry-point scan each
-# time, a twentieth of a submission's time under ASGI, where every request has a thread of its own).
+# No task has a result to keep (CELERY_TASK_IGNORE_RESULT); said on each send too, or send_task would tell
+# the result backend about every task it sends.
 def run_generation(generation_id: object) -> None:
     current_app.send_task(RUN_GENERATION, args=[str(generation_id)], ignore_result=True)
 

@@ -9,6 +9,7 @@ from celery.signals import task_postrun, task_prerun
 
 from accounts import ledger
 from accounts.models import EntryKind
+from config.celery import app
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
@@ -58,3 +59,18 @@ def test_a_full_worker_takes_the_next_task_when_a_slot_frees(settings, alice):
     # Every task after the first two waited for a slot: it starts soon after the earlier task that made room.
     waits = [start - sorted(ended)[index] for index, start in enumerate(sorted(started)[2:])]
     assert max(waits) < 2.0, f"tasks waited for a free slot: {[round(wait, 2) for wait in waits]} s"
+
+
+def test_one_result_backend_serves_every_thread():
+    """Sending a task reads the app's result backend; built per thread, it cost every request (a thread of its
+    own under ASGI) a scan of the installed packages' entry points."""
+    backends = []
+
+    def read_it() -> None:
+        backends.append(app.backend)
+
+    for _ in range(3):
+        thread = threading.Thread(target=read_it)
+        thread.start()
+        thread.join()
+    assert len({id(backend) for backend in backends}) == 1
