@@ -58,8 +58,10 @@ class TwoFactorRequiredMiddleware:
         return self.get_response(request)
 
     def _needs_second_factor(self, request: HttpRequest) -> bool:
+        if request.path.startswith(self.OPEN_PREFIXES):  # first: an API call then loads no session or user
+            return False
         user = request.user
-        if not user.is_authenticated or request.path.startswith(self.OPEN_PREFIXES):
+        if not user.is_authenticated:
             return False
         if request.path.startswith("/admin/"):
             required = settings.ADMIN_REQUIRE_TWO_FACTOR and user.is_staff

@@ -261,9 +261,9 @@ class ApiKey(models.Model):
 
     @classmethod
     def authenticate(cls, secret: str) -> "ApiKey | None":
-        return (
-            cls.objects.active().select_related("user", "workspace").filter(key_hash=cls.hash(secret)).first()
-        )
+        # key_hash is unique: no ordering to add, as first() would.
+        found = cls.objects.active().select_related("user", "workspace").filter(key_hash=cls.hash(secret))
+        return next(iter(found[:1]), None)
 
     @property
     def is_active(self) -> bool:

@@ -37,11 +37,11 @@ def authenticate_key(secret: str) -> Caller:
     key = ApiKey.authenticate(secret)
     if key is None:
         raise unauthorized("Invalid or revoked API key.")
-    membership = (
-        Membership.objects.select_related("workspace", "user")
-        .filter(user=key.user, workspace=key.workspace)
-        .first()
+    # One membership per user and workspace: no ordering to add, as first() would.
+    found = Membership.objects.select_related("workspace", "user").filter(
+        user=key.user, workspace=key.workspace
     )
+    membership = next(iter(found[:1]), None)
     if membership is None or not key.user.is_active:
         raise unauthorized("This key's owner is no longer a member of its workspace.")
     if membership.workspace.require_two_factor and not has_second_factor(key.user):
