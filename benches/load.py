@@ -3,8 +3,13 @@
 Starts Daphne and `celery -A config worker --pool threads --concurrency 100` as compose.yaml does (each
 with its pool of DB_POOL_MAX_SIZE connections), on a throwaway PostgreSQL database with ten users whose
 credits pay for 400 images in all, then opens `--clients` connections at the same moment, each submitting
-one generation through `POST /api/v1/tasks` (the offline engine draws them). It samples the database's
-connections every 50 ms, waits until every accepted generation has ended, and checks the money.
+one generation through `POST /api/v1/tasks`. It samples the database's connections every 50 ms, waits
+until every accepted generation has ended, and checks the money.
+
+The images come from a fake OpenAI Images API in this process (`--engine upstream`, the default, answering
+after `--upstream-latency` seconds), as in production, where the upstream's drawing costs this machine
+nothing; `--engine local` has the offline engine draw them in the worker, on the same two cores as the web
+process it is measuring.
 
 It prints the figures and exits non-zero unless: no 5xx, no connection reset or timeout, every paid-for
 submission accepted (402 only for those really short of credits), submit p99 <= `--max-p99` seconds,
@@ -42,6 +47,7 @@ import psycopg  # noqa: E402
 from inflight import (  # noqa: E402
     DEFAULT_POSTGRES,
     BenchFailed,
+    FakeUpstream,
     create_postgres_database,
     redis_url_for_bench,
     stop_process,
@@ -70,7 +76,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def environment(database_url: str, redis_url: str, data_dir: Path, queue: str) -> dict[str, str]:
+def environment(
+    database_url: str, redis_url: str, data_dir: Path, queue: str, upstream_url: str = ""
+) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "DB_POOL"))}
     env.update(
         DATABASE_URL=database_url,
@@ -86,6 +94,8 @@ def environment(database_url: str, redis_url: str, data_dir: Path, queue: str) -
         PYTHONUNBUFFERED="1",
         PYTHONPATH=str(ROOT),
     )
+    if upstream_url:
+        env.update(STUDIO_PROVIDER="openai", OPENAI_API_KEY="bench", OPENAI_BASE_URL=upstream_url)
     return env
 
 
@@ -200,6 +210,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--max-p99", type=float, default=2.0)
     parser.add_argument("--max-connections", type=int, default=80, help="of PostgreSQL's 100")
+    parser.add_argument("--engine", choices=("upstream", "local"), default="upstream")
+    parser.add_argument("--upstream-latency", type=float, default=2.0, help="seconds (2)")
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -208,7 +220,11 @@ def main() -> int:
         stack.callback(drop)
         redis_url, redis_kind = redis_url_for_bench(stack, data_dir)
         queue = f"bench-load-{uuid.uuid4().hex[:6]}"
-        env = environment(database_url, redis_url, data_dir, queue)
+        upstream_url = ""
+        if args.engine == "upstream":
+            upstream = stack.enter_context(FakeUpstream(latency=args.upstream_latency))
+            upstream_url = upstream.base_url
+        env = environment(database_url, redis_url, data_dir, queue, upstream_url)
         manage(env, "migrate", "--noinput")
         manage(env, "collectstatic", "--noinput")
         seeded = manage(env, "shell", "-c", SEED.format(users=USERS))
@@ -257,6 +273,7 @@ def main() -> int:
         "peak database connections": sampler.peak,
         "balances equal to ledgers": not mismatches,
         "redis": redis_kind,
+        "engine": args.engine if args.engine == "local" else f"fake upstream, {args.upstream_latency} s",
     }
     print(json.dumps(figures, indent=2))
     problems = []
