@@ -421,6 +421,16 @@ OPENAI_IMAGE_MODEL = envstr("OPENAI_IMAGE_MODEL", "gpt-image-2")
 OPENAI_TIMEOUT_SECONDS = envfloat("OPENAI_TIMEOUT_SECONDS", 120)
 OPENAI_TIMEOUT_4K_SECONDS = envfloat("OPENAI_TIMEOUT_4K_SECONDS", 300)
 STUDIO_PROVIDER = envstr("STUDIO_PROVIDER", "openai" if OPENAI_API_KEY else "local")
+STUDIO_PROVIDER_CHOSEN = bool(envstr("STUDIO_PROVIDER"))  # not the default above
+# The upstream pool (studio.engine.pool): a 429 without Retry-After cools an account down this long; this
+# many transient failures in a row open its breaker for UPSTREAM_BREAKER_SECONDS; an attempt waits at most
+# UPSTREAM_SLOT_WAIT_SECONDS for a free slot (accounts at their max concurrent requests), looking again
+# every UPSTREAM_SLOT_POLL_SECONDS.
+UPSTREAM_COOLDOWN_SECONDS = envfloat("UPSTREAM_COOLDOWN_SECONDS", 30)
+UPSTREAM_BREAKER_FAILURES = envint("UPSTREAM_BREAKER_FAILURES", 3)
+UPSTREAM_BREAKER_SECONDS = envfloat("UPSTREAM_BREAKER_SECONDS", 30)
+UPSTREAM_SLOT_WAIT_SECONDS = envfloat("UPSTREAM_SLOT_WAIT_SECONDS", 300)
+UPSTREAM_SLOT_POLL_SECONDS = envfloat("UPSTREAM_SLOT_POLL_SECONDS", 0.2)
 # Seconds the local engine pauses between stages, so its progress can be watched.
 LOCAL_PROVIDER_STEP_SECONDS = envfloat("LOCAL_PROVIDER_STEP_SECONDS", 0.6)
 GENERATION_MAX_RETRIES = envint("GENERATION_MAX_RETRIES", 2)

@@ -1,12 +1,24 @@
 from typing import Any, cast
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from accounts.models import User
+from studio.engine import pool
 from studio.engine.services import generation_refund
-from studio.models import Generation, GenerationInput, Image, PriceRule, Project, WebhookDelivery
+from studio.engine.spec import RESOLUTIONS
+from studio.models import (
+    Generation,
+    GenerationInput,
+    Image,
+    PriceRule,
+    Project,
+    UpstreamAccount,
+    WebhookDelivery,
+)
 
 GENERATION_FIELDS = (
     "id",
@@ -167,3 +179,76 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class UpstreamAccountForm(forms.ModelForm):
+    """The key is written, never shown: the field is always empty, and left empty keeps the stored key."""
+
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Stored encrypted and never shown again. Leave empty to keep the current key.",
+    )
+
+    class Meta:
+        model = UpstreamAccount
+        fields = (
+            "name", "kind", "base_url", "api_key", "model", "tiers", "priority", "weight", "max_concurrent",
+            "enabled",
+        )  # fmt: skip
+
+    def clean_api_key(self) -> str:
+        secret: str = self.cleaned_data.get("api_key", "")
+        if not secret and not self.instance.api_key_encrypted:
+            raise forms.ValidationError("A new account needs its API key.")
+        return secret
+
+    def clean_tiers(self) -> str:
+        tiers = [
+            tier.strip().upper() for tier in self.cleaned_data.get("tiers", "").split(",") if tier.strip()
+        ]
+        unknown = [tier for tier in tiers if tier not in RESOLUTIONS]
+        if unknown or not tiers:
+            raise forms.ValidationError(f"Tiers are a comma-separated choice of {', '.join(RESOLUTIONS)}.")
+        return ",".join(tiers)
+
+    def save(self, commit: bool = True) -> UpstreamAccount:
+        account: UpstreamAccount = super().save(commit=False)
+        if secret := self.cleaned_data.get("api_key"):
+            account.set_api_key(secret)
+        if account.enabled:
+            account.disabled_reason = ""  # enabled again by hand: whatever disabled it is fixed
+        if commit:
+            account.save()
+        return account
+
+
+@admin.register(UpstreamAccount)
+class UpstreamAccountAdmin(admin.ModelAdmin):
+    form = UpstreamAccountForm
+    list_display = (
+        "name", "kind", "model", "priority", "weight", "max_concurrent", "enabled", "health", "slots",
+    )  # fmt: skip
+    list_filter = ("kind", "enabled")
+    search_fields = ("name", "base_url", "model")
+    readonly_fields = ("cooldown_until", "breaker_open_until", "consecutive_failures", "disabled_reason")
+
+    @admin.display(description="Health")
+    def health(self, account: UpstreamAccount) -> str:
+        now = timezone.now()
+        if not account.enabled:
+            return f"Disabled: {account.disabled_reason}" if account.disabled_reason else "Disabled"
+        if account.breaker_open_until and account.breaker_open_until > now:
+            return f"Breaker open until {account.breaker_open_until:%H:%M:%S}"
+        if account.cooldown_until and account.cooldown_until > now:
+            return f"Cooling down until {account.cooldown_until:%H:%M:%S}"
+        return "OK"
+
+    @admin.display(description="In use")
+    def slots(self, account: UpstreamAccount) -> str:
+        try:
+            return f"{pool.slots_in_use(account)} / {account.max_concurrent}"
+        except Exception:
+            return f"? / {account.max_concurrent}"

@@ -97,6 +97,73 @@ class Source(models.TextChoices):
     GIVON = "givon", "API (givon dialect)"
 
 
+class UpstreamKind(models.TextChoices):
+    OPENAI_IMAGES = "openai-images", "OpenAI Images API (or a gateway speaking it)"
+
+
+class UpstreamAccount(models.Model):
+    """One account of an image service the studio draws from. With none enabled, OPENAI_API_KEY and
+    OPENAI_BASE_URL act as one account (studio.engine.pool). Its key is kept encrypted (accounts.crypto)."""
+
+    kind = models.CharField(max_length=30, choices=UpstreamKind.choices, default=UpstreamKind.OPENAI_IMAGES)
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(
+        max_length=500, blank=True, help_text="Empty for OpenAI's own API; a gateway's URL ending in /v1."
+    )
+    api_key_encrypted = models.TextField(editable=False)
+    model = models.CharField(
+        max_length=100,
+        default="gpt-image-2",
+        help_text="The model name this account expects. A gateway's fixed-tier variant (ending in -1k, -2k "
+        "or -4k) serves only that tier.",
+    )
+    tiers = models.CharField(
+        max_length=20, default="1K,2K,4K", help_text="The resolution tiers it serves, comma separated."
+    )
+    priority = models.IntegerField(
+        default=0, help_text="Higher first; accounts of equal priority share by weight."
+    )
+    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    max_concurrent = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text="Requests at once, across every worker process and machine.",
+    )
+    enabled = models.BooleanField(default=True)
+    # Health: a rate limit cools it down; repeated failures open its breaker; a refused key or exhausted
+    # quota disables it (enabled off, with the reason).
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    breaker_open_until = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def api_key(self) -> str:
+        from accounts import crypto
+
+        return crypto.decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
+
+    def set_api_key(self, secret: str) -> None:
+        from accounts import crypto
+
+        self.api_key_encrypted = crypto.encrypt(secret)
+
+    def served_tiers(self) -> set[str]:
+        """A fixed-tier gateway model (gpt-image-2-4k, say) serves its tier alone, whatever `tiers` says."""
+        suffix = self.model.rsplit("-", 1)[-1].upper()
+        if suffix in spec_module.RESOLUTIONS:
+            return {suffix}
+        return {tier.strip().upper() for tier in self.tiers.split(",") if tier.strip()}
+
+
 class GenerationQuerySet(models.QuerySet["Generation"]):
     def for_user(self, user: "User") -> "GenerationQuerySet":
         return self.filter(workspace__memberships__user=user)
@@ -145,6 +212,10 @@ class Generation(models.Model):
     usage = models.JSONField(null=True, blank=True)
     upstream_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     upstream_request_id = models.CharField(max_length=200, blank=True)
+    # The account that served it (admins only: never shown to users).
+    upstream_account = models.ForeignKey(
+        UpstreamAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="generations"
+    )
     result_size = models.CharField(max_length=20, blank=True)
     result_quality = models.CharField(max_length=10, blank=True)
     result_format = models.CharField(max_length=10, blank=True)

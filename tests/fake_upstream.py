@@ -213,6 +213,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         upstream = self.server.upstream
+        upstream._request_started()
+        try:
+            self._handle_post(upstream)
+        finally:
+            upstream._request_finished()
+
+    def _handle_post(self, upstream: FakeUpstream) -> None:
         body = self.rfile.read(_as_int(self.headers.get("Content-Length"), 0))
         recorded = RecordedRequest(
             method="POST",
@@ -240,7 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if recorded.failure in _ERRORS:
             status, error = _ERRORS[recorded.failure]
-            self._send_json(status, {"error": error})
+            headers = {"Retry-After": "1"} if recorded.failure == "429_rate_limit" else {}
+            self._send_json(status, {"error": error}, headers)
             return
 
         params = recorded.params
@@ -252,9 +260,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _request_id(self) -> str:
         return self.server.upstream._next_request_id()
 
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-request-id", self._request_id())
@@ -432,6 +442,11 @@ class FakeUpstream:
         self.omit_event_lines = omit_event_lines
         self.requests: list[RecordedRequest] = []
         self._failures: collections.deque[str] = collections.deque()
+        # A failure mode every request gets (after the queued ones), until fail_always(None).
+        self._failing: str | None = None
+        # Requests being answered now, and the most at once.
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._request_ids = itertools.count(1)
         self._stopping = threading.Event()
@@ -490,7 +505,23 @@ class FakeUpstream:
 
     def _take_failure(self) -> str | None:
         with self._lock:
-            return self._failures.popleft() if self._failures else None
+            return self._failures.popleft() if self._failures else self._failing
+
+    def fail_always(self, mode: str | None) -> None:
+        """Every request fails with `mode` (None: none do)."""
+        if mode is not None and mode not in FAILURE_MODES:
+            raise ValueError(f"Unknown failure mode {mode}; choose from {FAILURE_MODES}.")
+        with self._lock:
+            self._failing = mode
+
+    def _request_started(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def _request_finished(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _record(self, recorded: RecordedRequest) -> None:
         with self._lock:

@@ -41,22 +41,23 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from studio.engine import images as image_files
+from studio.engine import pool
 from studio.engine.events import publish_generation_changed
 from studio.engine.fetch import fetch_image
 from studio.engine.outbound import OutboundRefused
 from studio.engine.providers import (
+    AccountUnavailable,
     Completed,
     InputImage,
     PartialImage,
     Provider,
     ProviderError,
     Transient,
-    get_provider,
 )
 from studio.engine.providers.base import FinalImage
 from studio.engine.services import generation_fail, generation_finish
 from studio.engine.spec import GenerationSpec
-from studio.models import Generation, Image, InputRole, Status
+from studio.models import Generation, Image, InputRole, Status, UpstreamAccount
 
 logger = logging.getLogger("studio.engine.runner")
 
@@ -151,8 +152,7 @@ def run_generation(generation_id: str) -> None:
             references, mask = _load_inputs(generation)
             release_connection()
             publish_generation_changed(generation)
-            provider = get_provider(generation.provider)
-            _run_attempts(generation, provider, spec, references, mask)
+            _run_attempts(generation, spec, references, mask)
         except Canceled:
             logger.info("generation %s was stopped while running", generation_id)
         except OutboundRefused as error:
@@ -223,36 +223,60 @@ def _load_inputs(generation: Generation) -> tuple[list[InputImage], InputImage |
 
 def _run_attempts(
     generation: Generation,
-    provider: Provider,
     spec: GenerationSpec,
     references: list[InputImage],
     mask: InputImage | None,
 ) -> None:
+    """Up to 1 + GENERATION_MAX_RETRIES attempts, each on an account the pool leases (studio.engine.pool):
+    a failure an account caused moves the next attempt to another one, within the same budget."""
     max_attempts = 1 + settings.GENERATION_MAX_RETRIES
+    avoid: set[int] = set()
     for attempt in range(1, max_attempts + 1):
         _update(generation, attempts=attempt, stage="Waiting for the image model")
         started = time.monotonic()
-        outcome, error, result = "error", None, None
+        outcome, error, result, account, provider_name = "error", None, None, None, generation.provider
         try:
-            result = _draw(generation, provider, spec, references, mask)
+            with pool.lease(
+                generation.provider,
+                spec,
+                avoid=avoid,
+                wait_seconds=settings.UPSTREAM_SLOT_WAIT_SECONDS,
+                on_wait=lambda: _update(generation, stage="Waiting for a free image service"),
+            ) as leased:
+                account, provider_name = leased.account, leased.provider.name
+                if account is not None:
+                    _update(generation, upstream_account=account)
+                started = time.monotonic()
+                result = _draw(generation, leased.provider, spec, references, mask)
             latency = time.monotonic() - started
             _complete(generation, result, _check(result), latency=latency)
+            pool.record_success(account)
             outcome = "succeeded"
         except ProviderError as provider_error:
             error = provider_error
-            outcome = "retrying" if provider_error.retryable and attempt < max_attempts else "failed"
+            if pool.record_failure(account, error) and account is not None:
+                avoid.add(account.pk)
+            outcome = "retrying" if _retryable(error, account) and attempt < max_attempts else "failed"
         except Canceled:
             outcome = "canceled"
             raise
         finally:
-            _log_attempt(generation, provider, attempt, started, outcome, error, result)
+            _log_attempt(generation, provider_name, account, attempt, started, outcome, error, result)
         if outcome == "succeeded":
             return
         if outcome == "failed" and error is not None:
             _fail(generation, message=error.message, code=error.code or "upstream_error")
             return
         _update(generation, stage=f"Retrying after a temporary problem ({attempt} of {max_attempts - 1})")
-        time.sleep(settings.GENERATION_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+        if not isinstance(error, AccountUnavailable):  # another account is ready at once, or cooling down
+            time.sleep(settings.GENERATION_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+def _retryable(error: ProviderError, account: UpstreamAccount | None) -> bool:
+    """The settings' single account has no other to move to: a refused key or a spent quota is final."""
+    if isinstance(error, AccountUnavailable) and account is None:
+        return error.reason == "rate_limited"
+    return error.retryable
 
 
 def _draw(
@@ -299,7 +323,8 @@ def _check(result: Completed) -> list[_Checked]:
 
 def _log_attempt(
     generation: Generation,
-    provider: Provider,
+    provider_name: str,
+    account: UpstreamAccount | None,
     attempt: int,
     started: float,
     outcome: str,
@@ -310,7 +335,8 @@ def _log_attempt(
     record = {
         "event": "generation_attempt",
         "generation": str(generation.pk),
-        "provider": provider.name,
+        "provider": provider_name,
+        "account": account.name if account is not None else "",
         "attempt": attempt,
         "outcome": outcome,
         "latency_ms": round((time.monotonic() - started) * 1000),

@@ -28,6 +28,7 @@ from studio.models import (
     Project,
     Source,
     Status,
+    UpstreamAccount,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,8 +62,6 @@ def generation_submit(
     The same idempotency key twice gives back the first generation and charges once. Raises
     PermissionDenied for viewers and ledger.InsufficientCredits when the balance does not cover the cost.
     """
-    from django.conf import settings
-
     if not membership.can_write:
         raise PermissionDenied("Viewers cannot generate in this workspace.")
     user, workspace = membership.user, membership.workspace
@@ -86,7 +85,7 @@ def generation_submit(
                 idempotency_key=idempotency_key,
                 prompt=spec.prompt,
                 spec=spec.to_dict(),
-                provider=provider or settings.STUDIO_PROVIDER,
+                provider=provider or _default_provider(),
                 cost=cost,
             )
             ledger.spend(user=user, amount=cost, reference=generation.ledger_reference, reason="Generation")
@@ -101,6 +100,21 @@ def generation_submit(
             return existing
         raise
     return generation
+
+
+def _default_provider() -> str:
+    """STUDIO_PROVIDER; but a studio left on the offline engine only because OPENAI_API_KEY is unset draws
+    from its upstream accounts once an admin has added one."""
+    from django.conf import settings
+
+    chosen = settings.STUDIO_PROVIDER
+    if (
+        chosen == "local"
+        and not settings.STUDIO_PROVIDER_CHOSEN
+        and UpstreamAccount.objects.filter(enabled=True).exists()
+    ):
+        return "openai"
+    return chosen
 
 
 def _existing(user: User, idempotency_key: str) -> Generation | None:

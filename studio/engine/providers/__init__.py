@@ -4,6 +4,7 @@ No Django models or requests in here: a provider gets plain values and yields pl
 """
 
 from studio.engine.providers.base import (
+    AccountUnavailable,
     Completed,
     FinalImage,
     InputImage,
@@ -31,6 +32,7 @@ def get_provider(name: str) -> Provider:
 
 
 __all__ = [
+    "AccountUnavailable",
     "Completed",
     "FinalImage",
     "InputImage",

@@ -1,6 +1,6 @@
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from studio.engine.spec import GenerationSpec
 
@@ -67,6 +67,19 @@ class Transient(ProviderError):
     """A failure that may pass (connection, timeout, rate limit, 5xx, a cut stream): worth a retry."""
 
     retryable = True
+
+
+class AccountUnavailable(ProviderError):
+    """This account cannot serve now, though another may: it is rate limited (`reason` "rate_limited", for
+    `retry_after` seconds when the service says), its key was refused ("credentials") or its quota is spent
+    ("quota"). The pool cools the account down or disables it and moves the attempt to another account."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, reason: str, retry_after: float | None = None, **details: Any):
+        super().__init__(message, **details)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 class Provider(Protocol):

@@ -18,6 +18,7 @@ import httpx2
 import openai
 
 from studio.engine.providers.base import (
+    AccountUnavailable,
     Completed,
     Event,
     FinalImage,
@@ -223,9 +224,11 @@ def translate_error(error: openai.APIError, *, request_id: str = "") -> Provider
             request_id=request_id,
         )
 
+    retry_after = None
     if isinstance(error, openai.APIStatusError):
         status: int | None = error.status_code
         request_id = error.request_id or request_id
+        retry_after = _seconds(error.response.headers.get("retry-after"))
     else:
         # An `error` event inside an SSE stream: no status of its own.
         status = None
@@ -235,22 +238,42 @@ def translate_error(error: openai.APIError, *, request_id: str = "") -> Provider
         status=status,
         upstream_message=_upstream_message(error),
         request_id=request_id,
+        retry_after=retry_after,
     )
 
 
+def _seconds(header: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by image services)."""
+    try:
+        seconds = float(header) if header else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds <= 3600 else None
+
+
 def classify_failure(
-    *, code: str, error_type: str, status: int | None, upstream_message: str, request_id: str
+    *,
+    code: str,
+    error_type: str,
+    status: int | None,
+    upstream_message: str,
+    request_id: str,
+    retry_after: float | None = None,
 ) -> ProviderError:
     def details(default_code: str = "") -> dict[str, Any]:
         return {"code": code or default_code, "status": status, "request_id": request_id}
 
     if code == "insufficient_quota" or error_type == "insufficient_quota":
-        return Rejected(QUOTA_MESSAGE, code="insufficient_quota", status=status, request_id=request_id)
+        return AccountUnavailable(
+            QUOTA_MESSAGE, reason="quota", code="insufficient_quota", status=status, request_id=request_id
+        )
     if code == "moderation_blocked":
         return Rejected(MODERATION_MESSAGE, **details())
     if status == 429:
-        return Transient(
+        return AccountUnavailable(
             "The image service is rate limiting the studio. Try again in a moment.",
+            reason="rate_limited",
+            retry_after=retry_after,
             **details("rate_limited"),
         )
     if status is not None and status >= 500:
@@ -259,7 +282,7 @@ def classify_failure(
             **details("server_error"),
         )
     if status in (401, 403):
-        return Rejected(CREDENTIALS_MESSAGE, **details("unauthorized"))
+        return AccountUnavailable(CREDENTIALS_MESSAGE, reason="credentials", **details("unauthorized"))
     if status in (408, 409):
         # Request timeout and lock conflict: the SDK's own retry policy counts these as passing.
         return Transient(

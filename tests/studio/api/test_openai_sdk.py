@@ -193,7 +193,7 @@ def test_a_failed_generation_is_refunded_and_answered_with_an_error(client, work
         def generate(self, spec, *, images, mask):
             raise Rejected("The request was blocked by the safety system.", code="moderation_blocked")
 
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: Refusing())
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: Refusing())
     with pytest.raises(openai.BadRequestError) as raised:
         client.images.generate(model="gpt-image-2", prompt="something forbidden")
     assert raised.value.body["code"] == "moderation_blocked"

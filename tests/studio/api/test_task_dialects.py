@@ -313,7 +313,7 @@ def test_a_failed_task_refunds_and_reports_in_the_dialect(api, worker, alice, mo
         def generate(self, spec, *, images, mask):
             raise Rejected("The request was blocked by the safety system.", code="moderation_blocked")
 
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: Refusing())
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: Refusing())
     task = api.post("/api/v1/tasks", json={"prompt": "forbidden"}).json()
     status = poll(
         api, f"/api/v1/tasks/{task['id']}", lambda answer: answer["status"] not in ("queued", "running")

@@ -119,7 +119,7 @@ def test_a_result_that_arrives_after_the_cancel_is_discarded_and_its_files_delet
 
 def test_a_generation_canceled_while_queued_is_never_run(settings, finished, alice, monkeypatch):
     calls = []
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: calls.append(name))
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: calls.append(name))
     membership = personal_membership(alice)
     queue = new_queue()
     with tasks_sent_to(queue):  # enqueued, with no worker on the queue yet

@@ -291,7 +291,7 @@ def test_a_result_without_an_image_or_with_an_unreadable_one_is_retried(
                 return
             yield from super().generate(spec, images=images, mask=mask)
 
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: BrokenThenFine())
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: BrokenThenFine())
     generation = finished.wait(
         generation_submit(
             membership=personal_membership(alice), spec=spec(partial_images=0), provider="local"

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from studio.engine.providers.base import (
+    AccountUnavailable,
     Completed,
     InputImage,
     PartialImage,
@@ -190,12 +191,12 @@ def test_it_sends_a_single_input_image_as_an_image_array(fake_upstream: FakeUpst
         ("500", Transient, 500, "server_error", "The image service had an internal error. Try again."),
         (
             "429_rate_limit",
-            Transient,
+            AccountUnavailable,
             429,
             "rate_limit_exceeded",
             "The image service is rate limiting the studio. Try again in a moment.",
         ),
-        ("429_insufficient_quota", Rejected, 429, "insufficient_quota", QUOTA_MESSAGE),
+        ("429_insufficient_quota", AccountUnavailable, 429, "insufficient_quota", QUOTA_MESSAGE),
         ("400_moderation_blocked", Rejected, 400, "moderation_blocked", MODERATION_MESSAGE),
         (
             "400_invalid_request",
@@ -204,7 +205,7 @@ def test_it_sends_a_single_input_image_as_an_image_array(fake_upstream: FakeUpst
             "invalid_value",
             "Invalid value for 'size': the longest edge must be at most 3840 pixels.",
         ),
-        ("401_invalid_api_key", Rejected, 401, "invalid_api_key", CREDENTIALS_MESSAGE),
+        ("401_invalid_api_key", AccountUnavailable, 401, "invalid_api_key", CREDENTIALS_MESSAGE),
     ],
 )
 @pytest.mark.parametrize("partial_images", [2, 0], ids=["streamed", "plain"])
@@ -231,7 +232,8 @@ def test_each_upstream_error_becomes_a_typed_error_a_person_understands(
     assert caught.value.status == status
     assert caught.value.code == code
     assert caught.value.request_id == "req_fake_0001"
-    assert caught.value.retryable is (error_type is Transient)
+    # Rejected is final; a transient failure is retried, an account's (rate limit, key, quota) on another.
+    assert caught.value.retryable is (error_type is not Rejected)
     assert len(fake_upstream.requests) == 1
 
 

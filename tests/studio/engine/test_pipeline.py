@@ -118,7 +118,7 @@ def test_a_failing_provider_fails_the_card_and_refunds(
     worker, alice, monkeypatch, error, expected_message, expected_calls
 ):
     provider = ExplodingProvider(error)
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: provider)
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: provider)
     generation, messages = run_and_listen(alice, GenerationSpec.build(prompt="doomed", n=2))
 
     assert generation.status == Status.FAILED
@@ -147,7 +147,7 @@ def test_transient_errors_are_retried_without_charging_again(worker, alice, monk
             yield from super().generate(spec, images=images, mask=mask)
 
     provider = FlakyProvider()
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: provider)
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: provider)
     generation, _ = run_and_listen(alice, GenerationSpec.build(prompt="third time lucky", partial_images=0))
     assert generation.status == Status.SUCCEEDED
     assert generation.attempts == 3 and provider.calls == 3
@@ -160,7 +160,7 @@ def test_transient_errors_past_the_retries_fail_and_refund(worker, alice, monkey
     from studio.engine.providers import Transient
 
     provider = ExplodingProvider(Transient("The image service timed out.", code="timeout"))
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: provider)
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: provider)
     generation, _ = run_and_listen(alice, GenerationSpec.build(prompt="never"))
     assert generation.status == Status.FAILED and generation.attempts == 3 and provider.calls == 3
     alice.refresh_from_db()

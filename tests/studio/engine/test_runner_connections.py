@@ -64,7 +64,7 @@ class ConnectionWatchingProvider(LocalProvider):
 def test_no_connection_is_held_while_the_provider_works_or_between_retries(alice, settings, monkeypatch):
     settings.GENERATION_RETRY_BACKOFF_SECONDS = 0.01
     provider = ConnectionWatchingProvider(fail_first_attempt=True)
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: provider)
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: provider)
     queue = new_queue()
     with tasks_sent_to(queue):
         generation = generation_submit(
@@ -92,7 +92,7 @@ def test_many_generations_wait_at_once_in_one_worker_without_holding_connections
     measured: dict[str, int] = {}
     arrived, release = threading.Barrier(in_flight + 1, timeout=60), threading.Event()
     provider = ConnectionWatchingProvider(arrived=arrived, release=release)
-    monkeypatch.setattr("studio.engine.runner.get_provider", lambda name: provider)
+    monkeypatch.setattr("studio.engine.pool.get_provider", lambda name: provider)
     membership = personal_membership(alice)
     ledger.adjust(user=alice, amount=100 * in_flight, kind=EntryKind.GRANT, reason="Test")
 

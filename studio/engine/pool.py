@@ -1,0 +1,298 @@
+"""The upstream pool: which account serves an attempt, with what provider, and what its answers say about
+its health.
+
+Accounts are `UpstreamAccount` rows. For each attempt the pool takes, among the enabled accounts that serve
+the spec's tier, are not cooling down (a 429) and whose breaker is not open (repeated failures), the highest
+priority that has a free slot, choosing by weight among accounts of equal priority. A slot is a member of a
+Redis sorted set per account, scored by when it expires, so the cap holds across every worker process and
+machine and a slot of a killed worker frees itself. With no account enabled, OPENAI_API_KEY and
+OPENAI_BASE_URL act as one account of unlimited slots, and `make run` keeps working as it did.
+
+Health: a rate limit cools the account down for its Retry-After (else UPSTREAM_COOLDOWN_SECONDS);
+UPSTREAM_BREAKER_FAILURES transient failures in a row open its breaker for UPSTREAM_BREAKER_SECONDS, after
+which one attempt at a time probes it (half-open) until one succeeds; a refused key or exhausted quota
+disables it, with the reason, and tells the admins by email.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db.models import F, Q
+from django.utils import timezone
+
+from studio.engine.providers import AccountUnavailable, Provider, ProviderError, get_provider
+from studio.engine.spec import GenerationSpec
+from studio.models import UpstreamAccount, UpstreamKind
+
+logger = logging.getLogger(__name__)
+
+NO_ACCOUNT_MESSAGE = (
+    "No image service can take this request now: every account of the studio is busy, cooling down or "
+    "disabled. Your credits were refunded; try again in a few minutes."
+)
+NO_TIER_MESSAGE = "No image service account of the studio serves {tier} images. Your credits were refunded."
+
+# KEYS[1]: the account's slots; ARGV: now, expiry of the new slot, cap, token. 1 when the slot was taken.
+_TAKE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+    redis.call('EXPIRE', KEYS[1], math.ceil(ARGV[2] - ARGV[1]) + 60)
+    return 1
+end
+return 0
+"""
+
+
+class NoAccount(ProviderError):
+    """No account can serve the attempt (none serves its tier, or all are busy, cooling down or off)."""
+
+    retryable = False
+
+
+@dataclass
+class Lease:
+    """An attempt's account (None for the settings' account or the offline engine) and its provider."""
+
+    account: UpstreamAccount | None
+    provider: Provider
+
+
+_PREFIX = "studio"
+
+
+@functools.cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def _slots_key(account: UpstreamAccount) -> str:
+    return f"{_PREFIX}:upstream-slots:{account.pk}"
+
+
+def slot_seconds() -> float:
+    """How long a slot lives without being released: the longest attempt, and a margin."""
+    return max(settings.OPENAI_TIMEOUT_SECONDS, settings.OPENAI_TIMEOUT_4K_SECONDS) + 60
+
+
+def uses_pool() -> bool:
+    return UpstreamAccount.objects.filter(enabled=True).exists()
+
+
+def slots_in_use(account: UpstreamAccount) -> int:
+    client = _redis(settings.REDIS_URL)
+    client.zremrangebyscore(_slots_key(account), "-inf", time.time())
+    return int(client.zcard(_slots_key(account)))  # type: ignore[arg-type]  # a sync client
+
+
+def _take_slot(account: UpstreamAccount) -> str | None:
+    token = uuid.uuid4().hex
+    now = time.time()
+    try:
+        taken = _redis(settings.REDIS_URL).eval(
+            _TAKE_SLOT,
+            1,
+            _slots_key(account),
+            str(now),
+            str(now + slot_seconds()),
+            str(account.max_concurrent),
+            token,
+        )
+    except redis.RedisError:
+        # Without Redis no cap can be counted: serve rather than fail every generation.
+        logger.warning("upstream slots unavailable (Redis); %s serves uncounted", account, exc_info=True)
+        return token
+    return token if taken else None
+
+
+def _release_slot(account: UpstreamAccount, token: str) -> None:
+    try:
+        _redis(settings.REDIS_URL).zrem(_slots_key(account), token)
+    except redis.RedisError:
+        logger.warning("could not release a slot of %s; it expires by itself", account, exc_info=True)
+
+
+def _candidates(spec: GenerationSpec, avoid: set[int]) -> tuple[list[UpstreamAccount], bool]:
+    """The accounts that may serve now, best first, and whether any enabled account serves the tier at all."""
+    now = timezone.now()
+    enabled = [
+        account
+        for account in UpstreamAccount.objects.filter(enabled=True, kind=UpstreamKind.OPENAI_IMAGES)
+        if spec.tier in account.served_tiers()
+    ]
+    ready = [
+        account
+        for account in enabled
+        if account.pk not in avoid
+        and not (account.cooldown_until and account.cooldown_until > now)
+        and not (account.breaker_open_until and account.breaker_open_until > now)
+    ]
+    # Highest priority first; within one priority, an order drawn by weight.
+    ordered: list[UpstreamAccount] = []
+    for priority in sorted({account.priority for account in ready}, reverse=True):
+        group = [account for account in ready if account.priority == priority]
+        while group:
+            chosen = random.choices(group, weights=[account.weight for account in group])[0]
+            ordered.append(chosen)
+            group.remove(chosen)
+    return ordered, bool(enabled)
+
+
+def _probe_allowed(account: UpstreamAccount) -> bool:
+    """A breaker that was open lets one attempt at a time through (half-open) until one succeeds."""
+    if account.breaker_open_until is None:
+        return True
+    try:
+        return bool(
+            _redis(settings.REDIS_URL).set(
+                f"{_PREFIX}:upstream-probe:{account.pk}", 1, nx=True, ex=int(slot_seconds())
+            )
+        )
+    except redis.RedisError:
+        return True
+
+
+def _end_probe(account: UpstreamAccount) -> None:
+    with suppress(redis.RedisError):
+        _redis(settings.REDIS_URL).delete(f"{_PREFIX}:upstream-probe:{account.pk}")
+
+
+def _settings_lease(provider_name: str) -> Lease:
+    return Lease(account=None, provider=get_provider(provider_name))
+
+
+def provider_for(account: UpstreamAccount) -> Provider:
+    from studio.engine.providers.openai import OpenAIProvider
+
+    return OpenAIProvider(
+        api_key=account.api_key,
+        base_url=account.base_url or None,
+        model=account.model,
+        timeout_seconds=settings.OPENAI_TIMEOUT_SECONDS,
+        timeout_4k_seconds=settings.OPENAI_TIMEOUT_4K_SECONDS,
+    )
+
+
+@contextmanager
+def lease(
+    provider_name: str,
+    spec: GenerationSpec,
+    *,
+    avoid: set[int],
+    wait_seconds: float,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[Lease]:
+    """An account for one attempt, its slot held until the block ends. Raises NoAccount when none can
+    serve within `wait_seconds` (accounts at their cap are waited for; `on_wait` is called meanwhile)."""
+    if provider_name != "openai" or not uses_pool():
+        yield _settings_lease(provider_name)
+        return
+    deadline = time.monotonic() + wait_seconds
+    waited_since = time.monotonic()
+    while True:
+        candidates, tier_served = _candidates(spec, avoid)
+        if not tier_served:
+            raise NoAccount(NO_TIER_MESSAGE.format(tier=spec.tier), code="no_account")
+        if not candidates and avoid:
+            # Every other account is out: the one that failed in this generation may serve it after all.
+            candidates, _ = _candidates(spec, set())
+        for account in candidates:
+            if not _probe_allowed(account):
+                continue
+            token = _take_slot(account)
+            if token is None:
+                if account.breaker_open_until is not None:
+                    _end_probe(account)
+                continue
+            try:
+                yield Lease(account=account, provider=provider_for(account))
+            finally:
+                _release_slot(account, token)
+                if account.breaker_open_until is not None:
+                    _end_probe(account)
+            return
+        if (not candidates and not _any_coming_back(spec)) or time.monotonic() > deadline:
+            raise NoAccount(NO_ACCOUNT_MESSAGE, code="no_account")
+        if on_wait is not None and time.monotonic() - waited_since > 20:
+            on_wait()
+            waited_since = time.monotonic()
+        time.sleep(settings.UPSTREAM_SLOT_POLL_SECONDS)
+
+
+def _any_coming_back(spec: GenerationSpec) -> bool:
+    """Whether an account that serves the tier is only cooling down or has its breaker open (worth waiting
+    for), rather than every one being disabled."""
+    now = timezone.now()
+    return any(
+        spec.tier in account.served_tiers()
+        for account in UpstreamAccount.objects.filter(enabled=True, kind=UpstreamKind.OPENAI_IMAGES).filter(
+            Q(cooldown_until__gt=now) | Q(breaker_open_until__gt=now)
+        )
+    )
+
+
+def record_success(account: UpstreamAccount | None) -> None:
+    if account is None:
+        return
+    UpstreamAccount.objects.filter(pk=account.pk).filter(
+        Q(consecutive_failures__gt=0) | Q(breaker_open_until__isnull=False)
+    ).update(consecutive_failures=0, breaker_open_until=None)
+
+
+def record_failure(account: UpstreamAccount | None, error: ProviderError) -> bool:
+    """Update the account's health from a failed attempt. True when the generation's next attempt should
+    prefer another account (a rate-limited one is kept out by its cooldown, a refused one is disabled)."""
+    if account is None:
+        return False
+    now = timezone.now()
+    if isinstance(error, AccountUnavailable):
+        if error.reason == "rate_limited":
+            seconds = settings.UPSTREAM_COOLDOWN_SECONDS if error.retry_after is None else error.retry_after
+            until = now + timedelta(seconds=seconds)
+            UpstreamAccount.objects.filter(pk=account.pk).update(cooldown_until=until)
+            logger.warning("upstream account %s is rate limited: cooling down %g s", account, seconds)
+        else:
+            _disable(account, f"{error.message} (HTTP {error.status}, {error.code or error.reason})")
+        return False
+    if not error.retryable:
+        return False  # the request itself was refused: nothing wrong with the account
+    UpstreamAccount.objects.filter(pk=account.pk).update(consecutive_failures=F("consecutive_failures") + 1)
+    failures = (
+        UpstreamAccount.objects.filter(pk=account.pk).values_list("consecutive_failures", flat=True).first()
+        or 0
+    )
+    if failures >= settings.UPSTREAM_BREAKER_FAILURES:
+        UpstreamAccount.objects.filter(pk=account.pk).update(
+            breaker_open_until=now + timedelta(seconds=settings.UPSTREAM_BREAKER_SECONDS)
+        )
+        logger.warning("upstream account %s failed %d times in a row: breaker open", account, failures)
+    return True
+
+
+def _disable(account: UpstreamAccount, reason: str) -> None:
+    changed = UpstreamAccount.objects.filter(pk=account.pk, enabled=True).update(
+        enabled=False, disabled_reason=reason[:300]
+    )
+    if not changed:
+        return
+    logger.error("upstream account %s disabled: %s", account, reason)
+    try:
+        mail_admins(
+            f"Image service account {account.name} was disabled",
+            f"The studio stopped using the account {account.name} ({account.base_url or 'OpenAI'}):\n\n"
+            f"{reason}\n\nFix its key or quota, then enable it again in the admin (Upstream accounts).",
+        )
+    except Exception:
+        logger.warning("could not email the admins about %s", account, exc_info=True)
