@@ -184,6 +184,13 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 class UpstreamAccountForm(forms.ModelForm):
     """The key is written, never shown: the field is always empty, and left empty keeps the stored key."""
 
+    base_url = forms.URLField(
+        label="Base URL",
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text="Empty for OpenAI's own API; a gateway's URL ending in /v1.",
+    )
     api_key = forms.CharField(
         label="API key",
         required=False,

@@ -6,7 +6,8 @@ the spec's tier, are not cooling down (a 429) and whose breaker is not open (rep
 priority that has a free slot, choosing by weight among accounts of equal priority. A slot is a member of a
 Redis sorted set per account, scored by when it expires, so the cap holds across every worker process and
 machine and a slot of a killed worker frees itself. With no account enabled, OPENAI_API_KEY and
-OPENAI_BASE_URL act as one account of unlimited slots, and `make run` keeps working as it did.
+OPENAI_BASE_URL act as one account of unlimited slots, and `make run` keeps working as it did; once any
+account exists (even disabled), the settings' key is out of use.
 
 Health: a rate limit cools the account down for its Retry-After (else UPSTREAM_COOLDOWN_SECONDS);
 UPSTREAM_BREAKER_FAILURES transient failures in a row open its breaker for UPSTREAM_BREAKER_SECONDS, after
@@ -88,7 +89,8 @@ def slot_seconds() -> float:
 
 
 def uses_pool() -> bool:
-    return UpstreamAccount.objects.filter(enabled=True).exists()
+    """Whether any account is configured (enabled or not): only then is the settings' key out of use."""
+    return UpstreamAccount.objects.exists()
 
 
 def slots_in_use(account: UpstreamAccount) -> int:
@@ -204,7 +206,9 @@ def lease(
     while True:
         candidates, tier_served = _candidates(spec, avoid)
         if not tier_served:
-            raise NoAccount(NO_TIER_MESSAGE.format(tier=spec.tier), code="no_account")
+            if UpstreamAccount.objects.filter(enabled=True).exists():
+                raise NoAccount(NO_TIER_MESSAGE.format(tier=spec.tier), code="no_account")
+            raise NoAccount(NO_ACCOUNT_MESSAGE, code="no_account")
         if not candidates and avoid:
             # Every other account is out: the one that failed in this generation may serve it after all.
             candidates, _ = _candidates(spec, set())

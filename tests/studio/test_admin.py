@@ -8,7 +8,7 @@ import pytest
 from accounts.models import EntryKind, LedgerEntry
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
-from studio.models import Generation, PriceRule, Status
+from studio.models import Generation, PriceRule, Status, UpstreamAccount
 from tests.helpers import personal_membership
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
@@ -140,3 +140,64 @@ def test_webhook_deliveries_are_listed_and_read_only(admin_client, alice):
     assert admin_client.get("/admin/studio/webhookdelivery/add/").status_code == 403
     generation_page = admin_client.get(f"/admin/studio/generation/{generation.pk}/change/").content.decode()
     assert "Webhook deliveries" in generation_page
+
+
+UPSTREAM_FORM = {
+    "name": "gateway",
+    "kind": "openai-images",
+    "base_url": "https://gateway.example/v1",
+    "model": "gpt-image-2",
+    "tiers": "1k, 2K",
+    "priority": "5",
+    "weight": "2",
+    "max_concurrent": "8",
+    "enabled": "on",
+}
+
+
+@pytest.mark.django_db
+def test_an_upstream_account_is_added_with_its_key_stored_encrypted_and_never_shown_again(admin_client):
+    response = admin_client.post(
+        "/admin/studio/upstreamaccount/add/", {**UPSTREAM_FORM, "api_key": "sk-secret-123"}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    account = UpstreamAccount.objects.get(name="gateway")
+    assert account.api_key == "sk-secret-123"
+    assert "sk-secret-123" not in account.api_key_encrypted  # encrypted at rest
+    assert account.tiers == "1K,2K" and account.served_tiers() == {"1K", "2K"}
+
+    page = admin_client.get(f"/admin/studio/upstreamaccount/{account.pk}/change/").content.decode()
+    assert "sk-secret-123" not in page and account.api_key_encrypted not in page
+    listing = admin_client.get("/admin/studio/upstreamaccount/").content.decode()
+    assert "sk-secret-123" not in listing and "0 / 8" in listing  # slots in use, of the cap
+
+    # Saved again with the key left empty: the key is kept.
+    admin_client.post(
+        f"/admin/studio/upstreamaccount/{account.pk}/change/", {**UPSTREAM_FORM, "priority": "7"}
+    )
+    account.refresh_from_db()
+    assert account.priority == 7 and account.api_key == "sk-secret-123"
+
+
+@pytest.mark.django_db
+def test_an_upstream_account_needs_a_key_and_real_tiers(admin_client):
+    page = admin_client.post("/admin/studio/upstreamaccount/add/", {**UPSTREAM_FORM, "tiers": "8K"}).content
+    assert b"A new account needs its API key." in page
+    assert b"Tiers are a comma-separated choice of 1K, 2K, 4K." in page
+    assert not UpstreamAccount.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_disabled_account_shows_why_and_enabling_it_clears_the_reason(admin_client):
+    account = UpstreamAccount(name="gateway", enabled=False, disabled_reason="The key was refused (HTTP 401)")
+    account.set_api_key("sk-old")
+    account.save()
+    assert (
+        "Disabled: The key was refused (HTTP 401)"
+        in admin_client.get("/admin/studio/upstreamaccount/").content.decode()
+    )
+    admin_client.post(
+        f"/admin/studio/upstreamaccount/{account.pk}/change/", {**UPSTREAM_FORM, "api_key": "sk-new"}
+    )
+    account.refresh_from_db()
+    assert account.enabled and account.disabled_reason == "" and account.api_key == "sk-new"

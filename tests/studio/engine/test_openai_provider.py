@@ -342,8 +342,9 @@ def test_the_sdk_makes_exactly_one_request_per_call(fake_upstream: FakeUpstream,
     provider = provider_for(fake_upstream, timeout_seconds=1)
     spec = GenerationSpec.build(prompt="x", partial_images=1)
 
-    with pytest.raises(Transient):
+    with pytest.raises(ProviderError) as caught:
         list(provider.generate(spec, images=[], mask=None))
+    assert caught.value.retryable  # retried by the runner (on another account for a 429), not by the SDK
     assert len(fake_upstream.requests) == 1
 
     # The failure queue is spent: the next call goes through, again as a single request.
@@ -389,3 +390,11 @@ def test_a_missing_api_key_fails_each_generation_with_a_clear_rejection(fake_ups
     assert caught.value.message == NOT_CONFIGURED_MESSAGE
     assert caught.value.code == "not_configured"
     assert fake_upstream.requests == []
+
+
+def test_a_rate_limit_says_when_to_come_back(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.fail_next("429_rate_limit")  # the fake sends Retry-After: 1
+    with pytest.raises(AccountUnavailable) as caught:
+        list(provider_for(fake_upstream).generate(GenerationSpec.build(prompt="x"), images=[], mask=None))
+    assert caught.value.reason == "rate_limited"
+    assert caught.value.retry_after == 1.0
