@@ -241,6 +241,15 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url", "model")
     readonly_fields = ("cooldown_until", "breaker_open_until", "consecutive_failures", "disabled_reason")
+    actions = ("test_connection",)
+
+    @admin.action(description="Test connection")
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
+        for account in queryset:
+            worked, said = pool.test_connection(account)
+            self.message_user(
+                request, f"{account.name}: {said}", messages.SUCCESS if worked else messages.ERROR
+            )
 
     @admin.display(description="Health")
     def health(self, account: UpstreamAccount) -> str:

@@ -211,6 +211,25 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # Keep test output quiet.
 
+    def do_GET(self) -> None:
+        """GET /v1/models, as the admin's "Test connection" asks; the queued failure modes apply."""
+        upstream = self.server.upstream
+        recorded = RecordedRequest(
+            method="GET", path=self.path, headers={key.lower(): value for key, value in self.headers.items()}
+        )
+        recorded.failure = upstream._take_failure()
+        upstream._record(recorded)
+        if self.path != "/v1/models":
+            self._send_json(404, {"error": {"message": "Not found.", "type": "invalid_request_error"}})
+        elif recorded.failure in _ERRORS:
+            status, error = _ERRORS[recorded.failure]
+            self._send_json(status, {"error": error})
+        else:
+            models = [
+                {"id": name, "object": "model", "owned_by": "fake"} for name in ("gpt-image-2", "gpt-4.1")
+            ]
+            self._send_json(200, {"object": "list", "data": models})
+
     def do_POST(self) -> None:
         upstream = self.server.upstream
         upstream._request_started()

@@ -300,3 +300,23 @@ def _disable(account: UpstreamAccount, reason: str) -> None:
         )
     except Exception:
         logger.warning("could not email the admins about %s", account, exc_info=True)
+
+
+def test_connection(account: UpstreamAccount) -> tuple[bool, str]:
+    """Ask the account's service for its models (costs nothing): (worked, what a person reads)."""
+    import openai
+
+    from studio.engine.providers.openai import OpenAIProvider, translate_error
+
+    provider = provider_for(account)
+    if not isinstance(provider, OpenAIProvider) or provider.client is None:
+        return False, "No API key is stored for it."
+    try:
+        names = [model.id for model in provider.client.with_options(timeout=10).models.list()]
+    except openai.APIError as error:
+        problem = translate_error(error)
+        return False, f"{problem.message} ({problem.code or 'error'}, HTTP {problem.status or '-'})"
+    if account.model in names:
+        return True, f"Connected; it offers {account.model}."
+    shown = ", ".join(names[:8]) or "none"
+    return True, f"Connected, but {account.model} is not among the models it lists ({shown})."

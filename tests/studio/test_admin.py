@@ -9,6 +9,7 @@ from accounts.models import EntryKind, LedgerEntry
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, PriceRule, Status, UpstreamAccount
+from tests.fake_upstream import FakeUpstream
 from tests.helpers import personal_membership
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
@@ -201,3 +202,29 @@ def test_a_disabled_account_shows_why_and_enabling_it_clears_the_reason(admin_cl
     )
     account.refresh_from_db()
     assert account.enabled and account.disabled_reason == "" and account.api_key == "sk-new"
+
+
+@pytest.mark.django_db
+def test_test_connection_says_what_the_service_answered(admin_client):
+    with FakeUpstream() as upstream:
+        working = UpstreamAccount(name="working", base_url=upstream.base_url)
+        working.set_api_key("sk-good")
+        working.save()
+        refused = UpstreamAccount(name="refused", base_url=upstream.base_url, model="gpt-image-2-4k")
+        refused.set_api_key("sk-bad")
+        refused.save()
+        upstream.fail_next("401_invalid_api_key")  # the first asked (by name: refused) is refused
+        page = admin_client.post(
+            "/admin/studio/upstreamaccount/",
+            {"action": "test_connection", "_selected_action": [working.pk, refused.pk]},
+            follow=True,
+        ).content.decode()
+    assert (
+        "Refused: The image service refused the studio&#x27;s credentials. (invalid_api_key, HTTP 401)"
+        in page
+    )
+    assert "Working: Connected; it offers gpt-image-2." in page
+    assert {request.headers["authorization"] for request in upstream.requests} == {
+        "Bearer sk-good",
+        "Bearer sk-bad",
+    }

@@ -207,3 +207,29 @@ def test_a_key_rotation_keeps_every_account_usable(worker, alice, upstream_a, se
     (generation,) = wait_all(submit(alice))
     assert generation.status == Status.SUCCEEDED
     assert keys_used(upstream_a) == {"Bearer key-of-kept"}
+
+
+def test_repeated_failures_open_the_breaker_then_one_probe_closes_it(
+    worker, alice, upstream_a, upstream_b, settings
+):
+    settings.UPSTREAM_BREAKER_FAILURES = 2
+    settings.UPSTREAM_BREAKER_SECONDS = 1.0
+    failing = account("failing", upstream_a, priority=10)
+    account("backup", upstream_b, priority=0)
+    upstream_a.fail_always("500")
+    for _ in range(2):
+        (generation,) = wait_all(submit(alice))
+        assert generation.status == Status.SUCCEEDED  # drawn by the backup after the failure
+        assert money_of(generation) == (generation.cost, 0)
+    failing.refresh_from_db()
+    assert failing.consecutive_failures == 2 and failing.breaker_open_until is not None
+    # Open: the next generation goes straight to the backup.
+    wait_all(submit(alice))
+    assert len(upstream_a.requests) == 2
+    # Past the breaker's time, one probe goes through; it succeeds and closes the breaker.
+    upstream_a.fail_always(None)
+    time.sleep(1.1)
+    (probe,) = wait_all(submit(alice))
+    assert probe.upstream_account_id == failing.pk
+    failing.refresh_from_db()
+    assert failing.consecutive_failures == 0 and failing.breaker_open_until is None
