@@ -376,6 +376,9 @@ EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Studio <studio@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Who hears of what needs an operator (an upstream account disabled, say): email addresses, comma-separated.
+ADMINS = [(address, address) for address in envlist("ADMINS", "")]
 
 # Content Security Policy: no inline scripts or styles anywhere.
 CONTENT_SECURITY_POLICY = {
