@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
 from studio.engine import pool
@@ -203,7 +204,7 @@ class UpstreamAccountForm(forms.ModelForm):
         model = UpstreamAccount
         fields = (
             "name", "kind", "base_url", "api_key", "model", "tiers", "priority", "weight", "max_concurrent",
-            "enabled",
+            "enabled", "price_per_image", "price_per_million_tokens",
         )  # fmt: skip
 
     def clean_api_key(self) -> str:
@@ -240,8 +241,40 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     )  # fmt: skip
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url", "model")
-    readonly_fields = ("cooldown_until", "breaker_open_until", "consecutive_failures", "disabled_reason")
+    readonly_fields = (
+        "usage", "cooldown_until", "breaker_open_until", "consecutive_failures", "disabled_reason",
+    )  # fmt: skip
     actions = ("test_connection",)
+
+    @admin.display(description="Usage")
+    def usage(self, account: UpstreamAccount) -> str:
+        if account.pk is None:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    window.label,
+                    window.requests,
+                    window.succeeded,
+                    ", ".join(f"{code} {count}" for code, count in window.failures.items()) or "none",
+                    window.images,
+                    window.tokens,
+                    "-"
+                    if window.latency_p50_ms is None
+                    else f"{window.latency_p50_ms} / {window.latency_p95_ms} ms",
+                    "-" if window.estimated_cost is None else window.estimated_cost,
+                )
+                for window in pool.usage(account)
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th></th><th>Requests</th><th>Succeeded</th><th>Failures</th><th>Images</th>"
+            "<th>Tokens</th><th>Latency p50 / p95</th><th>Estimated cost</th></tr></thead><tbody>{}</tbody>"
+            "</table>",
+            rows,
+        )
 
     @admin.action(description="Test connection")
     def test_connection(self, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:

@@ -136,6 +136,13 @@ class UpstreamAccount(models.Model):
     breaker_open_until = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     disabled_reason = models.CharField(max_length=300, blank=True)
+    # What the service charges the operator, for the usage estimate in the admin (either or both).
+    price_per_image = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="In your currency, per image."
+    )
+    price_per_million_tokens = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="Per million tokens, in and out."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -162,6 +169,29 @@ class UpstreamAccount(models.Model):
         if suffix in spec_module.RESOLUTIONS:
             return {suffix}
         return {tier.strip().upper() for tier in self.tiers.split(",") if tier.strip()}
+
+
+class UpstreamAttempt(models.Model):
+    """One request to an upstream account, for its usage figures in the admin."""
+
+    account = models.ForeignKey(UpstreamAccount, on_delete=models.CASCADE, related_name="attempts")
+    generation = models.ForeignKey(
+        "Generation", on_delete=models.SET_NULL, null=True, blank=True, related_name="upstream_attempts"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=10)  # succeeded, retrying, failed, canceled
+    error_code = models.CharField(max_length=50, blank=True)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    images = models.PositiveSmallIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.outcome} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class GenerationQuerySet(models.QuerySet["Generation"]):

@@ -26,16 +26,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 import redis
 from django.conf import settings
 from django.core.mail import mail_admins
-from django.db.models import F, Q
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from studio.engine.providers import AccountUnavailable, Provider, ProviderError, get_provider
 from studio.engine.spec import GenerationSpec
-from studio.models import UpstreamAccount, UpstreamKind
+from studio.models import UpstreamAccount, UpstreamAttempt, UpstreamKind
 
 logger = logging.getLogger(__name__)
 
@@ -320,3 +322,78 @@ def test_connection(account: UpstreamAccount) -> tuple[bool, str]:
         return True, f"Connected; it offers {account.model}."
     shown = ", ".join(names[:8]) or "none"
     return True, f"Connected, but {account.model} is not among the models it lists ({shown})."
+
+
+USAGE_WINDOWS = (
+    ("Last hour", timedelta(hours=1)),
+    ("Last day", timedelta(days=1)),
+    ("Last 30 days", timedelta(days=30)),
+)
+
+
+@dataclass
+class UsageWindow:
+    label: str
+    requests: int
+    succeeded: int
+    failures: dict[str, int]
+    images: int
+    tokens: int
+    latency_p50_ms: int | None
+    latency_p95_ms: int | None
+    estimated_cost: Decimal | None
+
+
+def usage(account: UpstreamAccount) -> list[UsageWindow]:
+    """The account's requests over the last hour, day and 30 days, from its recorded attempts."""
+    now = timezone.now()
+    windows = []
+    for label, span in USAGE_WINDOWS:
+        attempts = UpstreamAttempt.objects.filter(account=account, at__gte=now - span)
+        totals = attempts.aggregate(
+            requests=Count("id"),
+            succeeded=Count("id", filter=Q(outcome="succeeded")),
+            images=Coalesce(Sum("images"), 0),
+            tokens=Coalesce(Sum("input_tokens"), 0) + Coalesce(Sum("output_tokens"), 0),
+        )
+        failures = dict(
+            attempts.exclude(outcome="succeeded")
+            .values_list("error_code")
+            .annotate(count=Count("id"))
+            .order_by("-count")
+            .values_list("error_code", "count")
+        )
+        latencies = list(
+            attempts.filter(outcome="succeeded").order_by("latency_ms").values_list("latency_ms", flat=True)
+        )
+        windows.append(
+            UsageWindow(
+                label=label,
+                requests=totals["requests"],
+                succeeded=totals["succeeded"],
+                failures={code or "error": count for code, count in failures.items()},
+                images=totals["images"],
+                tokens=totals["tokens"],
+                latency_p50_ms=_percentile(latencies, 0.50),
+                latency_p95_ms=_percentile(latencies, 0.95),
+                estimated_cost=_cost(account, totals["images"], totals["tokens"]),
+            )
+        )
+    return windows
+
+
+def _percentile(ordered: list[int], fraction: float) -> int | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _cost(account: UpstreamAccount, images: int, tokens: int) -> Decimal | None:
+    if account.price_per_image is None and account.price_per_million_tokens is None:
+        return None
+    cost = Decimal(0)
+    if account.price_per_image is not None:
+        cost += account.price_per_image * images
+    if account.price_per_million_tokens is not None:
+        cost += account.price_per_million_tokens * Decimal(tokens) / Decimal(1_000_000)
+    return cost.quantize(Decimal("0.01"))

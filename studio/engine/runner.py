@@ -57,7 +57,7 @@ from studio.engine.providers import (
 from studio.engine.providers.base import FinalImage
 from studio.engine.services import generation_fail, generation_finish
 from studio.engine.spec import GenerationSpec
-from studio.models import Generation, Image, InputRole, Status, UpstreamAccount
+from studio.models import Generation, Image, InputRole, Status, UpstreamAccount, UpstreamAttempt
 
 logger = logging.getLogger("studio.engine.runner")
 
@@ -351,6 +351,31 @@ def _log_attempt(
     }
     level = logging.WARNING if outcome in ("failed", "error") else logging.INFO
     logger.log(level, json.dumps(record))
+    if account is not None:
+        _record_usage(generation, account, record, result)
+
+
+def _record_usage(
+    generation: Generation, account: UpstreamAccount, record: dict[str, Any], result: Completed | None
+) -> None:
+    """The attempt in the account's usage figures: best effort, never in the way of the generation."""
+    usage = result.usage if result is not None else None
+    try:
+        UpstreamAttempt.objects.create(
+            account=account,
+            generation_id=generation.pk,
+            outcome=record["outcome"],
+            error_code=record["error_code"][:50],
+            status=record["status"],
+            latency_ms=record["latency_ms"],
+            images=len(result.images) if result is not None and record["outcome"] == "succeeded" else 0,
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+        )
+    except DATABASE_ERRORS:
+        logger.warning("the usage of %s for generation %s was not recorded", account, generation.pk)
+    finally:
+        release_connection()
 
 
 def _update(generation: Generation, **changes: Any) -> None:

@@ -2,13 +2,14 @@
 
 import json
 import re
+from decimal import Decimal
 
 import pytest
 
 from accounts.models import EntryKind, LedgerEntry
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
-from studio.models import Generation, PriceRule, Status, UpstreamAccount
+from studio.models import Generation, PriceRule, Status, UpstreamAccount, UpstreamAttempt
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import personal_membership
 
@@ -228,3 +229,23 @@ def test_test_connection_says_what_the_service_answered(admin_client):
         "Bearer sk-good",
         "Bearer sk-bad",
     }
+
+
+@pytest.mark.django_db
+def test_an_accounts_page_shows_its_usage(admin_client):
+    account = UpstreamAccount(name="gateway", price_per_million_tokens=Decimal("10"))
+    account.set_api_key("sk")
+    account.save()
+    for latency, outcome, code in (
+        (900, "succeeded", ""),
+        (1100, "succeeded", ""),
+        (50, "retrying", "server_error"),
+    ):
+        UpstreamAttempt.objects.create(
+            account=account, outcome=outcome, error_code=code, latency_ms=latency,
+            images=0 if code else 1, input_tokens=40_000, output_tokens=60_000,
+        )  # fmt: skip
+    page = admin_client.get(f"/admin/studio/upstreamaccount/{account.pk}/change/").content.decode()
+    row = re.search(r"<tr><th>Last hour</th>(.*?)</tr>", page)[1]
+    cells = re.findall(r"<td>(.*?)</td>", row)
+    assert cells == ["3", "2", "server_error 1", "2", "300000", "1100 / 1100 ms", "3.00"]

@@ -2,6 +2,7 @@
 and the money checked after every case."""
 
 import time
+from decimal import Decimal
 
 import pytest
 from cryptography.fernet import Fernet
@@ -12,7 +13,7 @@ from accounts.models import EntryKind, LedgerEntry
 from studio.engine import pool
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
-from studio.models import Generation, Image, Status, UpstreamAccount
+from studio.models import Generation, Image, Status, UpstreamAccount, UpstreamAttempt
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import personal_membership
 from tests.workers import new_queue, worker_in_process
@@ -233,3 +234,21 @@ def test_repeated_failures_open_the_breaker_then_one_probe_closes_it(
     assert probe.upstream_account_id == failing.pk
     failing.refresh_from_db()
     assert failing.consecutive_failures == 0 and failing.breaker_open_until is None
+
+
+def test_each_attempt_counts_in_its_accounts_usage(worker, alice, upstream_a, upstream_b):
+    busy = account("busy", upstream_a, priority=10)
+    spare = account("spare", upstream_b, priority=0, price_per_image=Decimal("0.04"))
+    upstream_a.fail_next("429_rate_limit")
+    (generation,) = wait_all(submit(alice, n=2))
+    assert generation.status == Status.SUCCEEDED
+    hour_of_busy = pool.usage(busy)[0]
+    assert (hour_of_busy.requests, hour_of_busy.succeeded, hour_of_busy.images) == (1, 0, 0)
+    assert hour_of_busy.failures == {"rate_limit_exceeded": 1}
+    assert hour_of_busy.estimated_cost is None  # no price set
+    hour, day, month = pool.usage(spare)
+    assert (hour.requests, hour.succeeded, hour.images) == (1, 1, 2)
+    assert hour.tokens > 0 and hour.latency_p50_ms is not None
+    assert hour.estimated_cost == Decimal("0.08")
+    assert (day.requests, day.images, month.requests, month.images) == (1, 2, 1, 2)
+    assert set(UpstreamAttempt.objects.values_list("generation_id", flat=True)) == {generation.pk}
