@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import re_path
 from ninja import NinjaAPI, Router
 
-from studio.api import errors, givon, native, openai, sinancode, sjinn
+from studio.api import errors, givon, native, openai, responses, sinancode, sjinn
 from studio.api.auth import ApiKeyAuth
 
 api = NinjaAPI(
@@ -62,7 +62,7 @@ def _not_allowed(path: str, allowed: list[str]) -> Callable[..., HttpResponse]:
     return not_allowed
 
 
-for dialect in (openai.router, native.router, sjinn.router, sinancode.router, givon.router):
+for dialect in (openai.router, responses.router, native.router, sjinn.router, sinancode.router, givon.router):
     answer_other_methods_with_405(dialect)
     api.add_router("", dialect)
 

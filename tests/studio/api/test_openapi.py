@@ -30,7 +30,7 @@ def test_the_document_is_generated_and_covers_every_route(client):
     document = client.get("/v1/openapi.json").json()
     assert document["openapi"].startswith("3.")
     routes = _public_routes()
-    assert len(routes) == 12
+    assert len(routes) == 13
     assert routes == set(document["paths"])
 
 
