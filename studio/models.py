@@ -99,6 +99,7 @@ class Source(models.TextChoices):
 
 class UpstreamKind(models.TextChoices):
     OPENAI_IMAGES = "openai-images", "OpenAI Images API (or a gateway speaking it)"
+    OPENAI_RESPONSES = "openai-responses", "OpenAI Responses API, image_generation tool (model: a text model)"
 
 
 class UpstreamAccount(models.Model):

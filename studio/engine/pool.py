@@ -74,6 +74,8 @@ class Lease:
 
 
 _PREFIX = "studio"
+# The kinds this studio can draw from (the others are not built yet).
+SERVED_KINDS = (UpstreamKind.OPENAI_IMAGES, UpstreamKind.OPENAI_RESPONSES)
 
 
 @functools.cache
@@ -133,7 +135,7 @@ def _candidates(spec: GenerationSpec, avoid: set[int]) -> tuple[list[UpstreamAcc
     now = timezone.now()
     enabled = [
         account
-        for account in UpstreamAccount.objects.filter(enabled=True, kind=UpstreamKind.OPENAI_IMAGES)
+        for account in UpstreamAccount.objects.filter(enabled=True, kind__in=SERVED_KINDS)
         if spec.tier in account.served_tiers()
     ]
     ready = [
@@ -178,9 +180,10 @@ def _settings_lease(provider_name: str) -> Lease:
 
 
 def provider_for(account: UpstreamAccount) -> Provider:
-    from studio.engine.providers.openai import OpenAIProvider
+    from studio.engine.providers.openai import OpenAIProvider, OpenAIResponsesProvider
 
-    return OpenAIProvider(
+    kind = OpenAIResponsesProvider if account.kind == UpstreamKind.OPENAI_RESPONSES else OpenAIProvider
+    return kind(
         api_key=account.api_key,
         base_url=account.base_url or None,
         model=account.model,
@@ -243,7 +246,7 @@ def _any_coming_back(spec: GenerationSpec) -> bool:
     now = timezone.now()
     return any(
         spec.tier in account.served_tiers()
-        for account in UpstreamAccount.objects.filter(enabled=True, kind=UpstreamKind.OPENAI_IMAGES).filter(
+        for account in UpstreamAccount.objects.filter(enabled=True, kind__in=SERVED_KINDS).filter(
             Q(cooldown_until__gt=now) | Q(breaker_open_until__gt=now)
         )
     )

@@ -382,3 +382,161 @@ def _result_settings(spec: GenerationSpec, answer: Any) -> dict[str, str]:
         "background": spec.background,
     }
     return {name: str(getattr(answer, name, None) or fallback) for name, fallback in asked.items()}
+
+
+RESPONSES_PARTIAL = "response.image_generation_call.partial_image"
+
+
+class OpenAIResponsesProvider(OpenAIProvider):
+    """OpenAI's Responses API with the `image_generation` tool (`POST /v1/responses`), for services that
+    draw through a text model: the account's model is that text model; the prompt, input images and mask go
+    in the input and the tool. One image per call, so a request for n images makes n calls (partial images
+    streamed from the first)."""
+
+    name = "openai-responses"
+
+    def generate(
+        self, spec: GenerationSpec, *, images: list[InputImage], mask: InputImage | None
+    ) -> Iterator[Event]:
+        finals: list[FinalImage] = []
+        usage: Usage | None = None
+        request_id = ""
+        for number in range(spec.n):
+            streamed = spec.partial_images > 0 and number == 0
+            for event in self._one(spec, images, mask, stream=streamed):
+                if isinstance(event, Completed):
+                    finals += event.images
+                    usage = _added(usage, event.usage)
+                    request_id = request_id or event.request_id
+                else:
+                    yield event
+        yield Completed(images=finals, usage=usage, request_id=request_id, **_result_settings(spec, None))
+
+    def _one(
+        self, spec: GenerationSpec, images: list[InputImage], mask: InputImage | None, *, stream: bool
+    ) -> Iterator[Event]:
+        request_id = ""
+        try:
+            answer = self._create(spec, images, mask, stream=stream)
+            if not stream:
+                request_id = getattr(answer, "_request_id", None) or ""
+                yield self._completed(answer.output or [], answer.usage, request_id)
+                return
+            request_id = answer.response.headers.get("x-request-id", "")
+            with answer:
+                yield from self._read_events(answer, request_id)
+        except ProviderError:
+            raise
+        except openai.APIConnectionError as error:
+            if stream and not isinstance(error, openai.APITimeoutError):
+                raise _stream_cut(request_id) from error
+            raise translate_error(error, request_id=request_id) from error
+        except openai.APIError as error:
+            raise translate_error(error, request_id=request_id) from error
+        except (httpx2.HTTPError, httpx.HTTPError) as error:
+            raise _stream_cut(request_id) from error
+        except json.JSONDecodeError as error:
+            raise Transient(
+                "The image service sent an answer the studio could not read.",
+                code="invalid_response",
+                request_id=request_id,
+            ) from error
+
+    def _create(
+        self, spec: GenerationSpec, images: list[InputImage], mask: InputImage | None, *, stream: bool
+    ) -> Any:
+        client = self.client
+        if client is None:
+            raise Rejected(NOT_CONFIGURED_MESSAGE, code="not_configured")
+        if spec.input_images and not images:
+            raise Rejected("An edit needs at least one image.", code="invalid_request")
+        tool: dict[str, Any] = {
+            "type": "image_generation",
+            "size": spec.api_size,
+            "quality": spec.quality,
+            "output_format": spec.output_format,
+            "background": spec.background,
+            "moderation": spec.moderation,
+        }
+        if spec.output_compression is not None:
+            tool["output_compression"] = spec.output_compression
+        if mask is not None:
+            tool["input_image_mask"] = {"image_url": _data_uri(mask)}
+        if stream:
+            tool["partial_images"] = spec.partial_images
+        content: list[dict[str, Any]] = [{"type": "input_text", "text": spec.prompt}]
+        content += [{"type": "input_image", "image_url": _data_uri(image)} for image in images]
+        responses_api: Any = client.responses
+        return responses_api.create(
+            model=self.model,
+            input=[{"role": "user", "content": content}],
+            tools=[tool],
+            stream=stream,
+            timeout=self.timeout_4k_seconds if spec.tier == "4K" else self.timeout_seconds,
+        )
+
+    def _read_events(self, stream: Iterable[Any], request_id: str) -> Iterator[Event]:
+        output: list[Any] = []
+        partials_seen = 0
+        for event in stream:
+            kind = getattr(event, "type", None)
+            if kind == RESPONSES_PARTIAL:
+                index = getattr(event, "partial_image_index", None)
+                yield PartialImage(
+                    index=index if isinstance(index, int) else partials_seen,
+                    data=_decode_image(getattr(event, "partial_image_b64", None), request_id),
+                )
+                partials_seen += 1
+            elif kind == "response.output_item.done":
+                output.append(getattr(event, "item", None))
+            elif kind == "response.completed":
+                response = getattr(event, "response", None)
+                made = output or getattr(response, "output", None) or []
+                yield self._completed(made, getattr(response, "usage", None), request_id)
+                return
+            elif kind == "response.failed":
+                error = getattr(getattr(event, "response", None), "error", None)
+                raise classify_failure(
+                    code=getattr(error, "code", "") or "",
+                    error_type="",
+                    status=None,
+                    upstream_message=getattr(error, "message", "") or "",
+                    request_id=request_id,
+                )
+            elif kind == "error":
+                raise _stream_error_event(event, request_id)
+        raise _stream_cut(request_id)
+
+    def _completed(self, output: list[Any], usage: Any, request_id: str) -> Completed:
+        calls = [item for item in output if getattr(item, "type", None) == "image_generation_call"]
+        finals = [
+            FinalImage(
+                data=_decode_image(getattr(call, "result", None), request_id),
+                revised_prompt=getattr(call, "revised_prompt", None) or "",
+            )
+            for call in calls
+        ]
+        if not finals:
+            raise Transient(
+                "The image service answered without an image. Try again.",
+                code="no_image",
+                request_id=request_id,
+            )
+        return Completed(images=finals, usage=_usage(usage), request_id=request_id)
+
+
+def _data_uri(image: InputImage) -> str:
+    return f"data:{image.content_type};base64,{base64.b64encode(image.data).decode()}"
+
+
+def _added(total: Usage | None, more: Usage | None) -> Usage | None:
+    if more is None:
+        return total
+    if total is None:
+        return more
+    return Usage(
+        input_tokens=total.input_tokens + more.input_tokens,
+        output_tokens=total.output_tokens + more.output_tokens,
+        total_tokens=total.total_tokens + more.total_tokens,
+        details=total.details,
+    )

@@ -4,6 +4,7 @@ any generation; what the studio cannot do is a 400 in OpenAI's shape, charging n
 
 import base64
 import io
+import time
 
 import openai
 import pytest
@@ -111,3 +112,50 @@ def test_what_the_studio_cannot_do_is_a_400_that_charges_nothing(client, alice, 
     assert not Generation.objects.exists()
     alice.refresh_from_db()
     assert alice.credits == 1000
+
+
+def test_a_studio_draws_from_another_studios_responses_api_as_its_upstream(
+    studio_url, worker, alice, make_user, settings
+):
+    """The served studio (Daphne, offline engine) is the upstream of this one: an `openai-responses`
+    account holding a key of bob's. Alice pays this studio; bob's credits pay the upstream."""
+    from studio.engine.services import generation_submit
+    from studio.engine.spec import GenerationSpec
+    from studio.models import UpstreamAccount
+
+    bob = make_user("bob")
+    _, bobs_key = ApiKey.issue(user=bob, workspace=personal_membership(bob).workspace, name="downstream")
+    upstream = UpstreamAccount(
+        name="other studio", kind="openai-responses", base_url=f"{studio_url}/v1", model="gpt-5"
+    )
+    upstream.set_api_key(bobs_key)
+    upstream.save()
+    settings.STUDIO_PROVIDER = "openai"
+    settings.OPENAI_API_KEY = ""
+
+    mine = generation_submit(
+        membership=personal_membership(alice),
+        spec=GenerationSpec.build(prompt="a heron at the pond", n=2, partial_images=1, size="1024x1536"),
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        mine.refresh_from_db()
+        if not mine.is_active:
+            break
+        assert time.monotonic() < deadline, "the generation did not finish"
+        time.sleep(0.2)
+    assert mine.status == Status.SUCCEEDED, mine.error
+    assert mine.upstream_account_id == upstream.pk
+    assert [decode_file(image).size for image in mine.images.all()] == [(1024, 1536), (1024, 1536)]
+    # Upstream: two generations of one image each, made through the Responses API with bob's key.
+    theirs = Generation.objects.filter(author=bob)
+    assert theirs.count() == 2 and {generation.status for generation in theirs} == {Status.SUCCEEDED}
+    bob.refresh_from_db()
+    alice.refresh_from_db()
+    assert bob.credits == 1000 - sum(generation.cost for generation in theirs)
+    assert alice.credits == 1000 - mine.cost
+
+
+def decode_file(image) -> PillowImage.Image:
+    with image.file.open("rb") as handle:
+        return PillowImage.open(io.BytesIO(handle.read()))
