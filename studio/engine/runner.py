@@ -268,7 +268,10 @@ def _run_attempts(
             _fail(generation, message=error.message, code=error.code or "upstream_error")
             return
         _update(generation, stage=f"Retrying after a temporary problem ({attempt} of {max_attempts - 1})")
-        if not isinstance(error, AccountUnavailable):  # another account is ready at once, or cooling down
+        # An account's own trouble (a rate limit, a refused key) moves the next attempt to another account
+        # at once, or waits for this one's cooldown in the pool; anything else, and the settings' single
+        # account, backs off first.
+        if account is None or not isinstance(error, AccountUnavailable):
             time.sleep(settings.GENERATION_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
 
 
