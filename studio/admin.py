@@ -246,6 +246,17 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     )  # fmt: skip
     actions = ("test_connection",)
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # The admin notice beside the email: an account the studio turned off says so until it is fixed.
+        for account in UpstreamAccount.objects.filter(enabled=False).exclude(disabled_reason=""):
+            self.message_user(
+                request,
+                f"The studio stopped using {account.name}: {account.disabled_reason}. "
+                "Fix it, then enable it.",
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
     @admin.display(description="Usage")
     def usage(self, account: UpstreamAccount) -> str:
         if account.pk is None:

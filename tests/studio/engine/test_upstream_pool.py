@@ -252,3 +252,37 @@ def test_each_attempt_counts_in_its_accounts_usage(worker, alice, upstream_a, up
     assert hour.estimated_cost == Decimal("0.08")
     assert (day.requests, day.images, month.requests, month.images) == (1, 2, 1, 2)
     assert set(UpstreamAttempt.objects.values_list("generation_id", flat=True)) == {generation.pk}
+
+
+def test_a_timeout_on_one_account_is_drawn_on_the_other_with_one_charge(
+    worker, alice, upstream_a, upstream_b, settings
+):
+    settings.OPENAI_TIMEOUT_SECONDS = 1
+    account("silent", upstream_a, priority=10)
+    awake = account("awake", upstream_b, priority=0)
+    upstream_a.fail_next("timeout")
+    (generation,) = wait_all(submit(alice, partial_images=0))
+    assert generation.status == Status.SUCCEEDED and generation.upstream_account_id == awake.pk
+    assert Image.objects.filter(generation=generation).count() == 1
+    assert money_of(generation) == (generation.cost, 0)
+
+
+def test_a_slot_left_by_a_dead_worker_frees_itself(studio_on_accounts, upstream_a):
+    """Slots expire: one taken by a worker that died (never released) stops counting once it is due."""
+    capped = account("capped", upstream_a, max_concurrent=1)
+    redis = pool._redis(settings_redis_url())
+    redis.zadd(pool._slots_key(capped), {"dead-worker": time.time() - 1})  # due a second ago
+    redis.zadd(pool._slots_key(capped), {"live-worker": time.time() + 60})
+    assert pool.slots_in_use(capped) == 1  # the dead one no longer counts
+    assert pool._take_slot(capped) is None  # the live one fills the cap of 1
+    redis.zrem(pool._slots_key(capped), "live-worker")
+    token = pool._take_slot(capped)
+    assert token is not None and pool.slots_in_use(capped) == 1
+    pool._release_slot(capped, token)
+    assert pool.slots_in_use(capped) == 0
+
+
+def settings_redis_url() -> str:
+    from django.conf import settings
+
+    return settings.REDIS_URL
