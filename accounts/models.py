@@ -324,6 +324,7 @@ class AuditAction(models.TextChoices):
     TWO_FACTOR_ADDED = "two_factor.added", "Two-factor authentication added"
     TWO_FACTOR_REMOVED = "two_factor.removed", "Two-factor authentication removed"
     TWO_FACTOR_REQUIRED = "workspace.two_factor_required", "Two-factor requirement changed"
+    UPSTREAM_ACCOUNT_CHANGED = "upstream_account.changed", "Upstream account added, changed or deleted"
 
 
 class AuditEvent(models.Model):

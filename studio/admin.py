@@ -7,7 +7,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts.models import User
+from accounts import audit
+from accounts.models import AuditAction, User
 from studio.engine import pool
 from studio.engine.services import generation_refund
 from studio.engine.spec import RESOLUTIONS
@@ -245,6 +246,37 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         "usage", "cooldown_until", "breaker_open_until", "consecutive_failures", "disabled_reason",
     )  # fmt: skip
     actions = ("test_connection",)
+
+    def save_model(self, request: HttpRequest, obj: UpstreamAccount, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        fields = sorted(name for name in form.changed_data if name != "api_key")
+        audit.record(
+            AuditAction.UPSTREAM_ACCOUNT_CHANGED,
+            actor=cast(User, request.user),
+            target=obj.name,
+            change="changed" if change else "added",
+            fields=fields,
+            api_key_replaced=bool(form.cleaned_data.get("api_key")),  # whether, never what
+        )
+
+    def delete_model(self, request: HttpRequest, obj: UpstreamAccount) -> None:
+        audit.record(
+            AuditAction.UPSTREAM_ACCOUNT_CHANGED,
+            actor=cast(User, request.user),
+            target=obj.name,
+            change="deleted",
+        )
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
+        for account in queryset:
+            audit.record(
+                AuditAction.UPSTREAM_ACCOUNT_CHANGED,
+                actor=cast(User, request.user),
+                target=account.name,
+                change="deleted",
+            )
+        super().delete_queryset(request, queryset)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         # The admin notice beside the email: an account the studio turned off says so until it is fixed.

@@ -35,6 +35,8 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts import audit
+from accounts.models import AuditAction
 from studio.engine.providers import AccountUnavailable, Provider, ProviderError, get_provider
 from studio.engine.spec import GenerationSpec
 from studio.models import UpstreamAccount, UpstreamAttempt, UpstreamKind
@@ -297,6 +299,13 @@ def _disable(account: UpstreamAccount, reason: str) -> None:
     if not changed:
         return
     logger.error("upstream account %s disabled: %s", account, reason)
+    audit.record(
+        AuditAction.UPSTREAM_ACCOUNT_CHANGED,
+        actor_label="the studio",
+        target=account.name,
+        change="disabled",
+        reason=reason[:300],
+    )
     try:
         mail_admins(
             f"Image service account {account.name} was disabled",

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.models import EntryKind, LedgerEntry
+from accounts.models import AuditAction, AuditEvent, EntryKind, LedgerEntry
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, PriceRule, Status, UpstreamAccount, UpstreamAttempt
@@ -249,3 +249,25 @@ def test_an_accounts_page_shows_its_usage(admin_client):
     row = re.search(r"<tr><th>Last hour</th>(.*?)</tr>", page)[1]
     cells = re.findall(r"<td>(.*?)</td>", row)
     assert cells == ["3", "2", "server_error 1", "2", "300000", "1100 / 1100 ms", "3.00"]
+
+
+@pytest.mark.django_db
+def test_upstream_account_changes_are_in_the_audit_log_without_the_key(admin_client, admin_user):
+    admin_client.post("/admin/studio/upstreamaccount/add/", {**UPSTREAM_FORM, "api_key": "sk-audited-1"})
+    account = UpstreamAccount.objects.get()
+    admin_client.post(
+        f"/admin/studio/upstreamaccount/{account.pk}/change/",
+        {**UPSTREAM_FORM, "tiers": "1K,2K", "priority": "9", "api_key": "sk-audited-2"},
+    )
+    admin_client.post(f"/admin/studio/upstreamaccount/{account.pk}/delete/", {"post": "yes"})
+    events = list(
+        AuditEvent.objects.filter(action=AuditAction.UPSTREAM_ACCOUNT_CHANGED).order_by("created_at", "id")
+    )
+    assert [(event.details["change"], event.actor, event.target) for event in events] == [
+        ("added", admin_user, "gateway"),
+        ("changed", admin_user, "gateway"),
+        ("deleted", admin_user, "gateway"),
+    ]
+    assert events[1].details["fields"] == ["priority"] and events[1].details["api_key_replaced"] is True
+    logged = json.dumps([event.details for event in events])
+    assert "sk-audited" not in logged

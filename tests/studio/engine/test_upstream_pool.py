@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from django.core import mail
 
 from accounts import crypto, ledger
-from accounts.models import EntryKind, LedgerEntry
+from accounts.models import AuditAction, AuditEvent, EntryKind, LedgerEntry
 from studio.engine import pool
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec
@@ -129,6 +129,12 @@ def test_a_refused_key_disables_the_account_tells_the_admins_and_the_next_serves
     assert [message.subject for message in mail.outbox] == [
         "[Django] Image service account broken was disabled"
     ]
+    (disabled,) = AuditEvent.objects.filter(action=AuditAction.UPSTREAM_ACCOUNT_CHANGED)
+    assert (disabled.actor_label, disabled.target, disabled.details["change"]) == (
+        "the studio",
+        "broken",
+        "disabled",
+    )
     # Later generations go straight to the spare account.
     wait_all(submit(alice))
     assert len(upstream_a.requests) == 1
