@@ -5,7 +5,7 @@ Accounts are `UpstreamAccount` rows. For each attempt the pool takes, among the 
 the spec's tier, are not cooling down (a 429) and whose breaker is not open (repeated failures), the highest
 priority that has a free slot, choosing by weight among accounts of equal priority. A slot is a member of a
 Redis sorted set per account, scored by when it expires, so the cap holds across every worker process and
-machine and a slot of a killed worker frees itself. With no account enabled, OPENAI_API_KEY and
+machine and a slot of a killed worker frees itself. With no account configured, OPENAI_API_KEY and
 OPENAI_BASE_URL act as one account of unlimited slots, and `make run` keeps working as it did; once any
 account exists (even disabled), the settings' key is out of use.
 
@@ -132,30 +132,38 @@ def _release_slot(account: UpstreamAccount, token: str) -> None:
         logger.warning("could not release a slot of %s; it expires by itself", account, exc_info=True)
 
 
-def _candidates(spec: GenerationSpec, avoid: set[int]) -> tuple[list[UpstreamAccount], bool]:
-    """The accounts that may serve now, best first, and whether any enabled account serves the tier at all."""
+@dataclass
+class _Choice:
+    """What the enabled accounts offer an attempt now, from one read of them."""
+
+    ordered: list[UpstreamAccount]  # those that may serve now, best first
+    any_enabled: bool  # any account enabled at all
+    serves_tier: bool  # any enabled account serves the tier
+    coming_back: bool  # one that serves the tier is only cooling down or has its breaker open
+
+
+def _choose(spec: GenerationSpec, avoid: set[int]) -> _Choice:
+    """Highest priority first, within one priority an order drawn by weight; the accounts this generation
+    already failed on (`avoid`) only when no other may serve."""
     now = timezone.now()
-    enabled = [
+    enabled = list(UpstreamAccount.objects.filter(enabled=True, kind__in=SERVED_KINDS))
+    serving = [account for account in enabled if spec.tier in account.served_tiers()]
+    resting = [
         account
-        for account in UpstreamAccount.objects.filter(enabled=True, kind__in=SERVED_KINDS)
-        if spec.tier in account.served_tiers()
+        for account in serving
+        if (account.cooldown_until and account.cooldown_until > now)
+        or (account.breaker_open_until and account.breaker_open_until > now)
     ]
-    ready = [
-        account
-        for account in enabled
-        if account.pk not in avoid
-        and not (account.cooldown_until and account.cooldown_until > now)
-        and not (account.breaker_open_until and account.breaker_open_until > now)
-    ]
-    # Highest priority first; within one priority, an order drawn by weight.
+    ready = [account for account in serving if account not in resting]
+    preferred = [account for account in ready if account.pk not in avoid] or ready
     ordered: list[UpstreamAccount] = []
-    for priority in sorted({account.priority for account in ready}, reverse=True):
-        group = [account for account in ready if account.priority == priority]
+    for priority in sorted({account.priority for account in preferred}, reverse=True):
+        group = [account for account in preferred if account.priority == priority]
         while group:
             chosen = random.choices(group, weights=[account.weight for account in group])[0]
             ordered.append(chosen)
             group.remove(chosen)
-    return ordered, bool(enabled)
+    return _Choice(ordered, bool(enabled), bool(serving), bool(resting))
 
 
 def _probe_allowed(account: UpstreamAccount) -> bool:
@@ -211,15 +219,12 @@ def lease(
     deadline = time.monotonic() + wait_seconds
     waited_since = time.monotonic()
     while True:
-        candidates, tier_served = _candidates(spec, avoid)
-        if not tier_served:
-            if UpstreamAccount.objects.filter(enabled=True).exists():
+        choice = _choose(spec, avoid)
+        if not choice.serves_tier:
+            if choice.any_enabled:
                 raise NoAccount(NO_TIER_MESSAGE.format(tier=spec.tier), code="no_account")
             raise NoAccount(NO_ACCOUNT_MESSAGE, code="no_account")
-        if not candidates and avoid:
-            # Every other account is out: the one that failed in this generation may serve it after all.
-            candidates, _ = _candidates(spec, set())
-        for account in candidates:
+        for account in choice.ordered:
             if not _probe_allowed(account):
                 continue
             token = _take_slot(account)
@@ -234,24 +239,12 @@ def lease(
                 if account.breaker_open_until is not None:
                     _end_probe(account)
             return
-        if (not candidates and not _any_coming_back(spec)) or time.monotonic() > deadline:
+        if (not choice.ordered and not choice.coming_back) or time.monotonic() > deadline:
             raise NoAccount(NO_ACCOUNT_MESSAGE, code="no_account")
         if on_wait is not None and time.monotonic() - waited_since > 20:
             on_wait()
             waited_since = time.monotonic()
         time.sleep(settings.UPSTREAM_SLOT_POLL_SECONDS)
-
-
-def _any_coming_back(spec: GenerationSpec) -> bool:
-    """Whether an account that serves the tier is only cooling down or has its breaker open (worth waiting
-    for), rather than every one being disabled."""
-    now = timezone.now()
-    return any(
-        spec.tier in account.served_tiers()
-        for account in UpstreamAccount.objects.filter(enabled=True, kind__in=SERVED_KINDS).filter(
-            Q(cooldown_until__gt=now) | Q(breaker_open_until__gt=now)
-        )
-    )
 
 
 def record_success(account: UpstreamAccount | None) -> None:
@@ -279,16 +272,13 @@ def record_failure(account: UpstreamAccount | None, error: ProviderError) -> boo
         return False
     if not error.retryable:
         return False  # the request itself was refused: nothing wrong with the account
-    UpstreamAccount.objects.filter(pk=account.pk).update(consecutive_failures=F("consecutive_failures") + 1)
-    failures = (
-        UpstreamAccount.objects.filter(pk=account.pk).values_list("consecutive_failures", flat=True).first()
-        or 0
+    mine = UpstreamAccount.objects.filter(pk=account.pk)
+    mine.update(consecutive_failures=F("consecutive_failures") + 1)
+    opened = mine.filter(consecutive_failures__gte=settings.UPSTREAM_BREAKER_FAILURES).update(
+        breaker_open_until=now + timedelta(seconds=settings.UPSTREAM_BREAKER_SECONDS)
     )
-    if failures >= settings.UPSTREAM_BREAKER_FAILURES:
-        UpstreamAccount.objects.filter(pk=account.pk).update(
-            breaker_open_until=now + timedelta(seconds=settings.UPSTREAM_BREAKER_SECONDS)
-        )
-        logger.warning("upstream account %s failed %d times in a row: breaker open", account, failures)
+    if opened:
+        logger.warning("upstream account %s kept failing: breaker open", account)
     return True
 
 

@@ -232,7 +232,6 @@ def _run_attempts(
     max_attempts = 1 + settings.GENERATION_MAX_RETRIES
     avoid: set[int] = set()
     for attempt in range(1, max_attempts + 1):
-        _update(generation, attempts=attempt, stage="Waiting for the image model")
         started = time.monotonic()
         outcome, error, result, account, provider_name = "error", None, None, None, generation.provider
         try:
@@ -244,8 +243,8 @@ def _run_attempts(
                 on_wait=lambda: _update(generation, stage="Waiting for a free image service"),
             ) as leased:
                 account, provider_name = leased.account, leased.provider.name
-                if account is not None:
-                    _update(generation, upstream_account=account)
+                served_by = {"upstream_account": account} if account is not None else {}
+                _update(generation, attempts=attempt, stage="Waiting for the image model", **served_by)
                 started = time.monotonic()
                 result = _draw(generation, leased.provider, spec, references, mask)
             latency = time.monotonic() - started

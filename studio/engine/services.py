@@ -73,6 +73,7 @@ def generation_submit(
     if project.is_archived:
         raise PermissionDenied(f"The project {project} is archived. Restore it to add images to it.")
     cost = price_list().cost(spec)
+    provider = provider or _default_provider()
     try:
         with transaction.atomic():
             generation = Generation.objects.create(
@@ -85,7 +86,7 @@ def generation_submit(
                 idempotency_key=idempotency_key,
                 prompt=spec.prompt,
                 spec=spec.to_dict(),
-                provider=provider or _default_provider(),
+                provider=provider,
                 cost=cost,
             )
             ledger.spend(user=user, amount=cost, reference=generation.ledger_reference, reason="Generation")
