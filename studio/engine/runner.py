@@ -248,8 +248,8 @@ def _run_attempts(
                 started = time.monotonic()
                 result = _draw(generation, leased.provider, spec, references, mask)
             latency = time.monotonic() - started
+            pool.record_success(account)  # it answered: its health is mended before the result is stored
             _complete(generation, result, _check(result), latency=latency)
-            pool.record_success(account)
             outcome = "succeeded"
         except ProviderError as provider_error:
             error = provider_error

@@ -16,11 +16,17 @@ from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Image, Status, UpstreamAccount, UpstreamAttempt
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import personal_membership
-from tests.workers import new_queue, worker_in_process
+from tests.workers import FinishedTasks, new_queue, worker_in_process
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
-FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+TASKS = FinishedTasks()
+
+
+@pytest.fixture(autouse=True)
+def _listening_for_finished_tasks():
+    with TASKS.listening():
+        yield
 
 
 @pytest.fixture
@@ -69,12 +75,11 @@ def submit(user, count: int = 1, **spec) -> list[Generation]:
 
 
 def wait_all(generations: list[Generation], timeout: float = 60) -> list[Generation]:
+    """Wait until every generation's task has ended (after its account's health and usage are recorded)."""
     deadline = time.monotonic() + timeout
-    ids = [generation.pk for generation in generations]
-    while Generation.objects.filter(pk__in=ids).exclude(status__in=FINISHED).exists():
-        assert time.monotonic() < deadline, "generations did not finish"
-        time.sleep(0.1)
-    return list(Generation.objects.filter(pk__in=ids))
+    for generation in generations:
+        TASKS.wait(generation, timeout=max(0.1, deadline - time.monotonic()))
+    return list(Generation.objects.filter(pk__in=[generation.pk for generation in generations]))
 
 
 def money_of(generation: Generation) -> tuple[int, int]:
