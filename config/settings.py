@@ -434,6 +434,17 @@ UPSTREAM_BREAKER_FAILURES = envint("UPSTREAM_BREAKER_FAILURES", 3)
 UPSTREAM_BREAKER_SECONDS = envfloat("UPSTREAM_BREAKER_SECONDS", 30)
 UPSTREAM_SLOT_WAIT_SECONDS = envfloat("UPSTREAM_SLOT_WAIT_SECONDS", 300)
 UPSTREAM_SLOT_POLL_SECONDS = envfloat("UPSTREAM_SLOT_POLL_SECONDS", 0.2)
+# Task-style upstreams (sjinn, sinancode, givon): a task is created, then its status asked every
+# UPSTREAM_TASK_POLL_SECONDS by a Celery task sent with a countdown (no worker thread waits meanwhile), for at
+# most UPSTREAM_TASK_DEADLINE_SECONDS before the attempt counts as timed out.
+UPSTREAM_TASK_POLL_SECONDS = envfloat("UPSTREAM_TASK_POLL_SECONDS", 3.0)
+UPSTREAM_TASK_DEADLINE_SECONDS = envfloat("UPSTREAM_TASK_DEADLINE_SECONDS", 600)
+UPSTREAM_TASK_REQUEST_TIMEOUT_SECONDS = envfloat("UPSTREAM_TASK_REQUEST_TIMEOUT_SECONDS", 30)
+# Where the image services can reach this studio (https://studio.example.com): sjinn and sinancode take
+# input images only as URLs, so they are handed signed links of the studio's own media that expire after
+# UPSTREAM_INPUT_URL_TTL_SECONDS. Without it, accounts of those kinds cannot be configured.
+STUDIO_PUBLIC_URL = envstr("STUDIO_PUBLIC_URL").rstrip("/")
+UPSTREAM_INPUT_URL_TTL_SECONDS = envint("UPSTREAM_INPUT_URL_TTL_SECONDS", 3600)
 # Seconds the local engine pauses between stages, so its progress can be watched.
 LOCAL_PROVIDER_STEP_SECONDS = envfloat("LOCAL_PROVIDER_STEP_SECONDS", 0.6)
 GENERATION_MAX_RETRIES = envint("GENERATION_MAX_RETRIES", 2)

@@ -1,6 +1,7 @@
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,6 +14,8 @@ from studio.engine import pool
 from studio.engine.services import generation_refund
 from studio.engine.spec import RESOLUTIONS
 from studio.models import (
+    LINK_INPUT_KINDS,
+    TASK_KINDS,
     Generation,
     GenerationInput,
     Image,
@@ -191,7 +194,7 @@ class UpstreamAccountForm(forms.ModelForm):
         required=False,
         max_length=500,
         assume_scheme="https",
-        help_text="Empty for OpenAI's own API; a gateway's URL ending in /v1.",
+        help_text="Empty for OpenAI's own API; a gateway's URL ending in /v1; a task service's root URL.",
     )
     api_key = forms.CharField(
         label="API key",
@@ -222,6 +225,21 @@ class UpstreamAccountForm(forms.ModelForm):
         if unknown or not tiers:
             raise forms.ValidationError(f"Tiers are a comma-separated choice of {', '.join(RESOLUTIONS)}.")
         return ",".join(tiers)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        kind = cleaned.get("kind")
+        if kind in TASK_KINDS and not cleaned.get("base_url"):
+            self.add_error(
+                "base_url", "A task service needs its root URL (for example https://api.givon.ai)."
+            )
+        if kind in LINK_INPUT_KINDS and not settings.STUDIO_PUBLIC_URL:
+            self.add_error(
+                "kind",
+                f"{kind} takes input images only as links to this studio's media: set STUDIO_PUBLIC_URL "
+                "(where the service can reach the studio, https://studio.example.com) and restart first.",
+            )
+        return cleaned
 
     def save(self, commit: bool = True) -> UpstreamAccount:
         account: UpstreamAccount = super().save(commit=False)

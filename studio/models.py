@@ -100,6 +100,15 @@ class Source(models.TextChoices):
 class UpstreamKind(models.TextChoices):
     OPENAI_IMAGES = "openai-images", "OpenAI Images API (or a gateway speaking it)"
     OPENAI_RESPONSES = "openai-responses", "OpenAI Responses API, image_generation tool (model: a text model)"
+    SJINN = "sjinn", "sjinn task API (tool gpt-image-2-api; 1K)"
+    SINANCODE = "sinancode", "sinancode task API (image to image)"
+    GIVON = "givon", "givon generations API"
+
+
+# The kinds that take a task and are asked later how it went (studio.engine.providers.tasks).
+TASK_KINDS = (UpstreamKind.SJINN, UpstreamKind.SINANCODE, UpstreamKind.GIVON)
+# The kinds that take input images only as links to the studio's media (so need STUDIO_PUBLIC_URL).
+LINK_INPUT_KINDS = (UpstreamKind.SJINN, UpstreamKind.SINANCODE)
 
 
 class UpstreamAccount(models.Model):
@@ -109,7 +118,10 @@ class UpstreamAccount(models.Model):
     kind = models.CharField(max_length=30, choices=UpstreamKind.choices, default=UpstreamKind.OPENAI_IMAGES)
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(
-        max_length=500, blank=True, help_text="Empty for OpenAI's own API; a gateway's URL ending in /v1."
+        max_length=500,
+        blank=True,
+        help_text="Empty for OpenAI's own API; a gateway's URL ending in /v1; a task service's root URL "
+        "(https://api.givon.ai).",
     )
     api_key_encrypted = models.TextField(editable=False)
     model = models.CharField(
@@ -247,6 +259,9 @@ class Generation(models.Model):
     upstream_account = models.ForeignKey(
         UpstreamAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="generations"
     )
+    # A task-style account's tasks for the current attempt: {"ids": [...], "slot": the account's slot,
+    # "created": epoch seconds}. The generation stays bound to that account until they end.
+    upstream_tasks = models.JSONField(null=True, blank=True)
     result_size = models.CharField(max_length=20, blank=True)
     result_quality = models.CharField(max_length=10, blank=True)
     result_format = models.CharField(max_length=10, blank=True)

@@ -15,11 +15,12 @@ from django.urls import Resolver404, resolve
 from accounts.models import Workspace
 from studio.api import links
 from studio.api.errors import ApiError, invalid, not_found
+from studio.engine import input_links
 from studio.engine.fetch import check_url
 from studio.engine.images import ImageProblem, check_image
 from studio.engine.outbound import OutboundRefused
 from studio.engine.services import SubmittedImage
-from studio.models import Image
+from studio.models import GenerationInput, Image
 
 DATA_URI = re.compile(r"^data:image/(png|jpe?g|webp);base64,(?P<data>.+)$", re.IGNORECASE | re.DOTALL)
 
@@ -36,7 +37,9 @@ def _is_uuid(value: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-fA-F-]{32,36}", value or ""))
 
 
-def _own_link_token(url: str, own_hosts: set[str]) -> str | None:
+def _own_link(url: str, own_hosts: set[str]) -> tuple[str, str] | None:
+    """(view name, token) of a signed link of this studio's: a result (`api:image-link`) or an input handed
+    to an image service (`studio:input-link`, when this studio is another's upstream)."""
     parts = urlsplit(url)
     if (parts.hostname or "").lower() not in own_hosts:
         return None
@@ -44,7 +47,20 @@ def _own_link_token(url: str, own_hosts: set[str]) -> str | None:
         match = resolve(parts.path)
     except Resolver404:
         return None
-    return match.kwargs.get("token") if match.view_name == "api:image-link" else None
+    if match.view_name in ("api:image-link", "studio:input-link"):
+        return match.view_name, match.kwargs.get("token", "")
+    return None
+
+
+def _input_image(token: str, param: str) -> SubmittedImage:
+    """An input image by its signed link: whoever holds the link may read that one image, so it is read
+    from storage here rather than fetched over the network."""
+    input_id = input_links.input_id_from_token(token)
+    item = GenerationInput.objects.filter(pk=input_id).first() if input_id is not None else None
+    if item is None or not item.file:
+        raise invalid(f"{param}: this studio link has expired or is not valid.", param=param)
+    with item.file.open("rb") as handle:
+        return SubmittedImage(image=check_image(handle.read()))
 
 
 def resolve_image(reference: str, *, workspace: Workspace, own_hosts: set[str], param: str) -> SubmittedImage:
@@ -59,7 +75,10 @@ def resolve_image(reference: str, *, workspace: Workspace, own_hosts: set[str], 
             return SubmittedImage(image=check_image(base64.b64decode(match["data"], validate=True)))
         except (binascii.Error, ValueError, ImageProblem) as error:
             raise invalid(f"{param}: {error}", param=param) from error
-    if (token := _own_link_token(reference, own_hosts)) is not None:
+    if (own := _own_link(reference, own_hosts)) is not None:
+        view_name, token = own
+        if view_name == "studio:input-link":
+            return _input_image(token, param)
         image_id = links.image_id_from_token(token)
         if image_id is None:
             raise invalid(f"{param}: this studio link has expired or is not valid.", param=param)

@@ -28,18 +28,23 @@ def check_url(url: str) -> None:
 
 
 def fetch_image(
-    url: str, *, limits: Limits = Limits(), transport: httpx.BaseTransport | None = None
+    url: str,
+    *,
+    limits: Limits = Limits(),
+    transport: httpx.BaseTransport | None = None,
+    trusted_origin: str | None = None,
 ) -> CheckedImage:
-    """Fetch and check an image. `transport` replaces the network, for tests."""
+    """Fetch and check an image. `transport` replaces the network, for tests. `trusted_origin`: the base URL
+    of an upstream account, whose own links may be on a private address (see `outbound.check`)."""
     with httpx.Client(transport=transport, follow_redirects=False) as client:
-        return _fetch(client, url, limits)
+        return _fetch(client, url, limits, trusted_origin)
 
 
-def _fetch(client: httpx.Client, url: str, limits: Limits) -> CheckedImage:
+def _fetch(client: httpx.Client, url: str, limits: Limits, trusted_origin: str | None = None) -> CheckedImage:
     deadline = time.monotonic() + limits.timeout_seconds
     for _ in range(MAX_REDIRECTS + 1):
         # Connect to the address just checked (not a second lookup an attacker could answer differently).
-        target = outbound.check(url)
+        target = outbound.check(url, trusted_origin=trusted_origin)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise OutboundRefused("Fetching the image took too long.")

@@ -76,8 +76,9 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
 
 
-def resolve(host: str, port: int) -> str:
-    """The first address of `host`, if it and every other address it resolves to are public."""
+def resolve(host: str, port: int, *, trusted: bool = False) -> str:
+    """The first address of `host`, if it and every other address it resolves to are public (or `trusted`:
+    the host is one the operator configured, not one a client gave)."""
     literal = _literal_address(host)
     if literal is None and _NUMERIC_HOST.match(host) and not _DOTTED_QUAD.match(host):
         raise OutboundRefused(f"Refused {host}: write an IPv4 address as four decimal numbers.")
@@ -92,13 +93,30 @@ def resolve(host: str, port: int) -> str:
     if not candidates:
         raise OutboundRefused(f"The host {host} has no address.")
     for address in candidates:
+        if trusted:
+            break
         if problem := address_problem(address):
             raise OutboundRefused(f"Refused {host}: {problem}.")
     return str(candidates[0])
 
 
-def check(url: str) -> Target:
-    """Check a URL (scheme, host, every address) and pin it to the address checked; OutboundRefused if not."""
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL, or None when it has no host."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port
+
+
+def check(url: str, *, trusted_origin: str | None = None) -> Target:
+    """Check a URL (scheme, host, every address) and pin it to the address checked; OutboundRefused if not.
+
+    `trusted_origin` (scheme, host and port, as in an upstream account's base URL that an operator set) may
+    be a private address: a URL on exactly that origin skips the public-address rule, nothing else."""
     if any(character in url for character in "\r\n\t\x00"):
         raise OutboundRefused("The URL contains a control character.")
     try:
@@ -110,7 +128,8 @@ def check(url: str) -> Target:
         raise OutboundRefused("Only http and https URLs can be reached.")
     if parts.username or parts.password:
         raise OutboundRefused("URLs with a user name or password are not accepted.")
-    address = resolve(parts.hostname, port)
+    trusted = trusted_origin is not None and origin_of(url) == origin_of(trusted_origin)
+    address = resolve(parts.hostname, port, trusted=trusted)
     host_in_url = f"[{address}]" if ":" in address else address
     return Target(
         url=url,

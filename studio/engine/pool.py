@@ -38,8 +38,10 @@ from django.utils import timezone
 from accounts import audit
 from accounts.models import AuditAction
 from studio.engine.providers import AccountUnavailable, Provider, ProviderError, get_provider
+from studio.engine.providers.base import Rejected, TaskProvider
+from studio.engine.providers.tasks import TASK_PROVIDERS, TaskServiceProvider
 from studio.engine.spec import GenerationSpec
-from studio.models import UpstreamAccount, UpstreamAttempt, UpstreamKind
+from studio.models import TASK_KINDS, UpstreamAccount, UpstreamAttempt, UpstreamKind
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ NO_ACCOUNT_MESSAGE = (
     "disabled. Your credits were refunded; try again in a few minutes."
 )
 NO_TIER_MESSAGE = "No image service account of the studio serves {tier} images. Your credits were refunded."
+NO_CAPABLE_MESSAGE = (
+    "No image service account of the studio can make this request ({reasons}). Your credits were refunded."
+)
 
 # KEYS[1]: the account's slots; ARGV: now, expiry of the new slot, cap, token. 1 when the slot was taken.
 _TAKE_SLOT = """
@@ -69,15 +74,23 @@ class NoAccount(ProviderError):
 
 @dataclass
 class Lease:
-    """An attempt's account (None for the settings' account or the offline engine) and its provider."""
+    """An attempt's account (None for the settings' account or the offline engine) and its provider. A
+    task-style attempt outlives the block: `keep_slot` hands its slot over to the polls that follow."""
 
     account: UpstreamAccount | None
-    provider: Provider
+    provider: Provider | TaskProvider
+    slot: str | None = None
+    kept: bool = False
+
+    def keep_slot(self) -> str:
+        """The slot stays taken when the block ends; release it with `release_slot` (or it expires)."""
+        if self.slot is None:
+            raise RuntimeError("this lease holds no slot")
+        self.kept = True
+        return self.slot
 
 
 _PREFIX = "studio"
-# The kinds this studio can draw from (the others are not built yet).
-SERVED_KINDS = (UpstreamKind.OPENAI_IMAGES, UpstreamKind.OPENAI_RESPONSES)
 
 
 @functools.cache
@@ -85,12 +98,14 @@ def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
 
 
-def _slots_key(account: UpstreamAccount) -> str:
-    return f"{_PREFIX}:upstream-slots:{account.pk}"
+def _slots_key(account: UpstreamAccount | int) -> str:
+    account_id = account if isinstance(account, int) else account.pk
+    return f"{_PREFIX}:upstream-slots:{account_id}"
 
 
 def slot_seconds() -> float:
-    """How long a slot lives without being released: the longest attempt, and a margin."""
+    """How long a slot lives without being released (or refreshed, for a task-style account's polls): the
+    longest attempt, and a margin."""
     return max(settings.OPENAI_TIMEOUT_SECONDS, settings.OPENAI_TIMEOUT_4K_SECONDS) + 60
 
 
@@ -125,11 +140,19 @@ def _take_slot(account: UpstreamAccount) -> str | None:
     return token if taken else None
 
 
-def _release_slot(account: UpstreamAccount, token: str) -> None:
+def release_slot(account: UpstreamAccount | int, token: str) -> None:
     try:
         _redis(settings.REDIS_URL).zrem(_slots_key(account), token)
     except redis.RedisError:
         logger.warning("could not release a slot of %s; it expires by itself", account, exc_info=True)
+
+
+def refresh_slot(account: UpstreamAccount | int, token: str) -> None:
+    """A kept slot lives on while its tasks are polled (and comes back if it expired meanwhile)."""
+    try:
+        _redis(settings.REDIS_URL).zadd(_slots_key(account), {token: time.time() + slot_seconds()})
+    except redis.RedisError:
+        logger.warning("could not refresh a slot of %s", account, exc_info=True)
 
 
 @dataclass
@@ -140,14 +163,19 @@ class _Choice:
     any_enabled: bool  # any account enabled at all
     serves_tier: bool  # any enabled account serves the tier
     coming_back: bool  # one that serves the tier is only cooling down or has its breaker open
+    # Why the accounts that serve the tier cannot make this spec, when none of them can (else empty).
+    unable: list[str]
 
 
 def _choose(spec: GenerationSpec, avoid: set[int]) -> _Choice:
     """Highest priority first, within one priority an order drawn by weight; the accounts this generation
     already failed on (`avoid`) only when no other may serve."""
     now = timezone.now()
-    enabled = list(UpstreamAccount.objects.filter(enabled=True, kind__in=SERVED_KINDS))
-    serving = [account for account in enabled if spec.tier in account.served_tiers()]
+    enabled = list(UpstreamAccount.objects.filter(enabled=True))
+    in_tier = [account for account in enabled if spec.tier in account.served_tiers()]
+    problems = {account.pk: capability_problem(account, spec) for account in in_tier}
+    serving = [account for account in in_tier if problems[account.pk] is None]
+    unable = [] if serving else [f"{account.name}: {problems[account.pk]}" for account in in_tier]
     resting = [
         account
         for account in serving
@@ -163,7 +191,17 @@ def _choose(spec: GenerationSpec, avoid: set[int]) -> _Choice:
             chosen = random.choices(group, weights=[account.weight for account in group])[0]
             ordered.append(chosen)
             group.remove(chosen)
-    return _Choice(ordered, bool(enabled), bool(serving), bool(resting))
+    return _Choice(ordered, bool(enabled), bool(serving), bool(resting), unable)
+
+
+def capability_problem(account: UpstreamAccount, spec: GenerationSpec) -> str | None:
+    """Why the account's kind cannot make the spec (a task service without a mask, say), or None."""
+    if account.kind not in TASK_KINDS:
+        return None
+    kind = TASK_PROVIDERS[account.kind]
+    return kind(
+        api_key="", base_url=account.base_url, public_links=bool(settings.STUDIO_PUBLIC_URL)
+    ).can_serve(spec)
 
 
 def _probe_allowed(account: UpstreamAccount) -> bool:
@@ -189,9 +227,16 @@ def _settings_lease(provider_name: str) -> Lease:
     return Lease(account=None, provider=get_provider(provider_name))
 
 
-def provider_for(account: UpstreamAccount) -> Provider:
+def provider_for(account: UpstreamAccount) -> Provider | TaskProvider:
     from studio.engine.providers.openai import OpenAIProvider, OpenAIResponsesProvider
 
+    if account.kind in TASK_KINDS:
+        return TASK_PROVIDERS[account.kind](
+            api_key=account.api_key,
+            base_url=account.base_url,
+            timeout_seconds=settings.UPSTREAM_TASK_REQUEST_TIMEOUT_SECONDS,
+            public_links=bool(settings.STUDIO_PUBLIC_URL),
+        )
     kind = OpenAIResponsesProvider if account.kind == UpstreamKind.OPENAI_RESPONSES else OpenAIProvider
     return kind(
         api_key=account.api_key,
@@ -221,6 +266,9 @@ def lease(
     while True:
         choice = _choose(spec, avoid)
         if not choice.serves_tier:
+            if choice.unable:
+                reasons = "; ".join(choice.unable)
+                raise NoAccount(NO_CAPABLE_MESSAGE.format(reasons=reasons), code="no_account")
             if choice.any_enabled:
                 raise NoAccount(NO_TIER_MESSAGE.format(tier=spec.tier), code="no_account")
             raise NoAccount(NO_ACCOUNT_MESSAGE, code="no_account")
@@ -232,10 +280,12 @@ def lease(
                 if account.breaker_open_until is not None:
                     _end_probe(account)
                 continue
+            leased = Lease(account=account, provider=provider_for(account), slot=token)
             try:
-                yield Lease(account=account, provider=provider_for(account))
+                yield leased
             finally:
-                _release_slot(account, token)
+                if not leased.kept:
+                    release_slot(account, token)
                 if account.breaker_open_until is not None:
                     _end_probe(account)
             return
@@ -313,6 +363,8 @@ def test_connection(account: UpstreamAccount) -> tuple[bool, str]:
     from studio.engine.providers.openai import OpenAIProvider, translate_error
 
     provider = provider_for(account)
+    if isinstance(provider, TaskServiceProvider):
+        return _test_task_service(provider)
     if not isinstance(provider, OpenAIProvider) or provider.client is None:
         return False, "No API key is stored for it."
     try:
@@ -324,6 +376,23 @@ def test_connection(account: UpstreamAccount) -> tuple[bool, str]:
         return True, f"Connected; it offers {account.model}."
     shown = ", ".join(names[:8]) or "none"
     return True, f"Connected, but {account.model} is not among the models it lists ({shown})."
+
+
+def _test_task_service(provider: TaskServiceProvider) -> tuple[bool, str]:
+    """A task service lists no models: ask for a task that does not exist (costs nothing). Not found means
+    the key was accepted; a refused key, a spent balance or no answer say what is wrong."""
+    try:
+        provider.poll("studio-connection-test")
+    except AccountUnavailable as problem:
+        return False, f"{problem.message} ({problem.code or problem.reason}, HTTP {problem.status or '-'})"
+    except Rejected as problem:
+        return (
+            True,
+            f"Connected; the key was accepted (asked for no task, it answered HTTP {problem.status}).",
+        )
+    except ProviderError as problem:
+        return False, f"{problem.message} ({problem.code or 'error'}, HTTP {problem.status or '-'})"
+    return True, "Connected; the key was accepted."
 
 
 USAGE_WINDOWS = (

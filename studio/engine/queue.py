@@ -10,12 +10,19 @@ from celery import current_app
 RUN_GENERATION = "studio.tasks.run_generation"
 SWEEP_STUCK_GENERATIONS = "studio.tasks.sweep_stuck_generations"
 DELIVER_WEBHOOK = "studio.tasks.deliver_webhook"
+POLL_GENERATION = "studio.tasks.poll_generation"
 
 
 # No task has a result to keep (CELERY_TASK_IGNORE_RESULT); said on each send too, or send_task would tell
 # the result backend about every task it sends.
 def run_generation(generation_id: object) -> None:
     current_app.send_task(RUN_GENERATION, args=[str(generation_id)], ignore_result=True)
+
+
+def poll_generation(generation_id: object, *, owner: str, countdown: float) -> None:
+    current_app.send_task(
+        POLL_GENERATION, args=[str(generation_id), owner], countdown=countdown, ignore_result=True
+    )
 
 
 def deliver_webhook(generation_id: object) -> None:

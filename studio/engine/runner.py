@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -41,7 +41,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from studio.engine import images as image_files
-from studio.engine import pool
+from studio.engine import input_links, pool, queue
 from studio.engine.events import publish_generation_changed
 from studio.engine.fetch import fetch_image
 from studio.engine.outbound import OutboundRefused
@@ -55,6 +55,7 @@ from studio.engine.providers import (
     Transient,
 )
 from studio.engine.providers.base import FinalImage
+from studio.engine.providers.tasks import TaskServiceProvider
 from studio.engine.services import generation_fail, generation_finish
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Image, InputRole, Status, UpstreamAccount, UpstreamAttempt
@@ -147,6 +148,10 @@ def run_generation(generation_id: str) -> None:
             return
         if claim == "reclaimed":
             logger.warning("generation %s: its worker went silent; running it again", generation_id)
+            if _bound_to_tasks(generation):
+                # Its tasks are at a task service already, bound to that account: ask about them again.
+                _schedule_poll(generation, countdown=0)
+                return
         try:
             spec = generation.generation_spec
             references, mask = _load_inputs(generation)
@@ -212,7 +217,10 @@ def _load_inputs(generation: Generation) -> tuple[list[InputImage], InputImage |
                 data = handle.read()
         extension = item.content_type.split("/")[-1]
         image = InputImage(
-            data=data, filename=f"{item.role}-{item.position}.{extension}", content_type=item.content_type
+            data=data,
+            filename=f"{item.role}-{item.position}.{extension}",
+            content_type=item.content_type,
+            url=input_links.input_url(item.pk),
         )
         if item.role == InputRole.MASK:
             mask = image
@@ -226,12 +234,16 @@ def _run_attempts(
     spec: GenerationSpec,
     references: list[InputImage],
     mask: InputImage | None,
+    *,
+    first_attempt: int = 1,
+    avoid: set[int] | None = None,
 ) -> None:
     """Up to 1 + GENERATION_MAX_RETRIES attempts, each on an account the pool leases (studio.engine.pool):
-    a failure an account caused moves the next attempt to another one, within the same budget."""
-    max_attempts = 1 + settings.GENERATION_MAX_RETRIES
-    avoid: set[int] = set()
-    for attempt in range(1, max_attempts + 1):
+    a failure an account caused moves the next attempt to another one, within the same budget. An attempt on
+    a task service ends here once its tasks are created: the polls that follow finish it (`poll_generation`),
+    and go on from `first_attempt` if it fails."""
+    avoid = set(avoid or ())
+    for attempt in range(first_attempt, _max_attempts() + 1):
         started = time.monotonic()
         outcome, error, result, account, provider_name = "error", None, None, None, generation.provider
         try:
@@ -244,34 +256,202 @@ def _run_attempts(
             ) as leased:
                 account, provider_name = leased.account, leased.provider.name
                 served_by = {"upstream_account": account} if account is not None else {}
-                _update(generation, attempts=attempt, stage="Waiting for the image model", **served_by)
+                _update(
+                    generation,
+                    attempts=attempt,
+                    stage="Waiting for the image model",
+                    upstream_tasks=None,
+                    **served_by,
+                )
                 started = time.monotonic()
-                result = _draw(generation, leased.provider, spec, references, mask)
+                if isinstance(leased.provider, TaskServiceProvider):
+                    _start_tasks(generation, leased, spec, references, mask)
+                    outcome = "handed_over"
+                else:
+                    result = _draw(generation, cast(Provider, leased.provider), spec, references, mask)
+            if result is None:  # handed over to the polls
+                return
             latency = time.monotonic() - started
             pool.record_success(account)  # it answered: its health is mended before the result is stored
             _complete(generation, result, _check(result), latency=latency)
             outcome = "succeeded"
         except ProviderError as provider_error:
             error = provider_error
-            if pool.record_failure(account, error) and account is not None:
-                avoid.add(account.pk)
-            outcome = "retrying" if _retryable(error, account) and attempt < max_attempts else "failed"
+            outcome = _failed_attempt(error, account, attempt, avoid)
         except Canceled:
             outcome = "canceled"
             raise
         finally:
-            _log_attempt(generation, provider_name, account, attempt, started, outcome, error, result)
+            if outcome != "handed_over":
+                _log_attempt(generation, provider_name, account, attempt, started, outcome, error, result)
         if outcome == "succeeded":
             return
-        if outcome == "failed" and error is not None:
-            _fail(generation, message=error.message, code=error.code or "upstream_error")
+        assert error is not None
+        if not _after_failed_attempt(generation, error, account, attempt, outcome):
             return
-        _update(generation, stage=f"Retrying after a temporary problem ({attempt} of {max_attempts - 1})")
-        # An account's own trouble (a rate limit, a refused key) moves the next attempt to another account
-        # at once, or waits for this one's cooldown in the pool; anything else, and the settings' single
-        # account, backs off first.
-        if account is None or not isinstance(error, AccountUnavailable):
-            time.sleep(settings.GENERATION_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+def _max_attempts() -> int:
+    return 1 + settings.GENERATION_MAX_RETRIES
+
+
+def _failed_attempt(
+    error: ProviderError, account: UpstreamAccount | None, attempt: int, avoid: set[int]
+) -> str:
+    """Record what the failure says of the account's health; "retrying" or "failed"."""
+    if pool.record_failure(account, error) and account is not None:
+        avoid.add(account.pk)
+    return "retrying" if _retryable(error, account) and attempt < _max_attempts() else "failed"
+
+
+def _after_failed_attempt(
+    generation: Generation, error: ProviderError, account: UpstreamAccount | None, attempt: int, outcome: str
+) -> bool:
+    """Fail (and refund) the generation, or get ready for its next attempt: True when there is one."""
+    if outcome == "failed":
+        _fail(generation, message=error.message, code=error.code or "upstream_error")
+        return False
+    _update(generation, stage=f"Retrying after a temporary problem ({attempt} of {_max_attempts() - 1})")
+    # An account's own trouble (a rate limit, a refused key) moves the next attempt to another account
+    # at once, or waits for this one's cooldown in the pool; anything else, and the settings' single
+    # account, backs off first.
+    if account is None or not isinstance(error, AccountUnavailable):
+        time.sleep(settings.GENERATION_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    return True
+
+
+# Task services -----------------------------------------------------------------------------------------
+
+
+def _bound_to_tasks(generation: Generation) -> bool:
+    tasks = generation.upstream_tasks or {}
+    return bool(tasks.get("ids")) and generation.upstream_account_id is not None
+
+
+def _owner(generation: Generation) -> str:
+    """Who may poll the generation's tasks: the runner that claimed it (its `started_at`), for the tasks of
+    its current attempt (a poll left over from an earlier attempt or owner finds a different token)."""
+    tasks = generation.upstream_tasks or {}
+    first_task = (tasks.get("ids") or [""])[0]
+    started = generation.started_at.isoformat() if generation.started_at else ""
+    return f"{started}/{first_task}"
+
+
+def _schedule_poll(generation: Generation, *, countdown: float) -> None:
+    queue.poll_generation(generation.pk, owner=_owner(generation), countdown=countdown)
+
+
+def _start_tasks(
+    generation: Generation,
+    leased: pool.Lease,
+    spec: GenerationSpec,
+    references: list[InputImage],
+    mask: InputImage | None,
+) -> None:
+    """Create the attempt's tasks, bind them (and the account's slot) to the generation, and send the first
+    poll. From here the slot belongs to the polls, which give it back when the tasks end."""
+    provider = leased.provider
+    assert isinstance(provider, TaskServiceProvider) and leased.account is not None
+    task_ids = provider.create(spec, images=references, mask=mask)
+    tasks = {"ids": task_ids, "slot": leased.slot, "created": time.time()}
+    _update(generation, upstream_tasks=tasks, stage="Queued at the image service")
+    slot = leased.keep_slot()
+    try:
+        _schedule_poll(generation, countdown=settings.UPSTREAM_TASK_POLL_SECONDS)
+    except Exception:
+        pool.release_slot(leased.account, slot)
+        raise
+
+
+def poll_generation(generation_id: str, owner: str) -> None:
+    """Ask a task service how the generation's tasks are going: finish it when they are done, fail the
+    attempt (and go on to the next) when they failed or took too long, else ask again after
+    UPSTREAM_TASK_POLL_SECONDS. A poll for a generation that ended gives its account's slot back; one from a
+    runner that no longer owns it (taken over) does nothing."""
+    try:
+        close_old_connections()
+        try:
+            generation = _durably(
+                lambda: Generation.objects.select_related("upstream_account").filter(pk=generation_id).first()
+            )
+        except DATABASE_ERRORS as error:
+            raise DatabaseUnavailable(str(error)) from error
+        if generation is None or not _bound_to_tasks(generation):
+            return
+        tasks = generation.upstream_tasks or {}
+        if not generation.is_active:
+            _give_back_slot(generation, tasks)
+            return
+        if generation.status != Status.RUNNING or _owner(generation) != owner:
+            return
+        try:
+            _poll_tasks(generation, tasks)
+        except Canceled:
+            logger.info("generation %s was stopped while its tasks ran", generation_id)
+            _give_back_slot(generation, tasks)
+        except Exception:
+            logger.exception("generation %s failed unexpectedly while polling", generation_id)
+            _give_back_slot(generation, tasks)
+            with contextlib.suppress(Canceled):
+                _fail(generation, message=UNEXPECTED_ERROR, code="internal_error")
+    finally:
+        release_connection()
+
+
+def _give_back_slot(generation: Generation, tasks: dict[str, Any]) -> None:
+    if tasks.get("slot") and generation.upstream_account_id is not None:
+        pool.release_slot(generation.upstream_account_id, tasks["slot"])
+
+
+def _poll_tasks(generation: Generation, tasks: dict[str, Any]) -> None:
+    account = generation.upstream_account
+    assert account is not None
+    attempt = max(generation.attempts, 1)
+    spec = generation.generation_spec
+    provider = pool.provider_for(account)
+    assert isinstance(provider, TaskServiceProvider)
+    elapsed = time.time() - float(tasks.get("created") or time.time())
+    started = time.monotonic() - elapsed
+    result: Completed | None = None
+    try:
+        release_connection()
+        states = [provider.poll(task_id) for task_id in tasks["ids"]]
+        if not all(state.done for state in states):
+            if elapsed > settings.UPSTREAM_TASK_DEADLINE_SECONDS:
+                raise Transient(
+                    "The image service took too long to make the image. Try again.", code="timeout"
+                )
+            progress = sum(state.progress for state in states) // len(states)
+            _update(generation, stage=f"Drawing at the image service ({progress}%)")
+            pool.refresh_slot(account, tasks["slot"])
+            _schedule_poll(generation, countdown=settings.UPSTREAM_TASK_POLL_SECONDS)
+            return
+        result = provider.results(spec, states)
+        checked = _check(result)
+    except ProviderError as provider_error:
+        failure: ProviderError | None = provider_error
+    else:
+        failure = None
+    if failure is not None:
+        error = failure
+        _give_back_slot(generation, tasks)
+        avoid: set[int] = set()
+        outcome = _failed_attempt(error, account, attempt, avoid)
+        _log_attempt(generation, provider.name, account, attempt, started, outcome, error, result)
+        if _after_failed_attempt(generation, error, account, attempt, outcome):
+            references, mask = _load_inputs(generation)
+            release_connection()
+            _run_attempts(generation, spec, references, mask, first_attempt=attempt + 1, avoid=avoid)
+        return
+    assert result is not None
+    _give_back_slot(generation, tasks)
+    pool.record_success(account)
+    try:
+        _complete(generation, result, checked, latency=time.monotonic() - started)
+    except Canceled:
+        _log_attempt(generation, provider.name, account, attempt, started, "canceled", None, result)
+        raise
+    _log_attempt(generation, provider.name, account, attempt, started, "succeeded", None, result)
 
 
 def _retryable(error: ProviderError, account: UpstreamAccount | None) -> bool:

@@ -28,6 +28,18 @@ def run_generation(self: Any, generation_id: str) -> None:
         ) from unavailable
 
 
+@shared_task(bind=True, name=queue.POLL_GENERATION, acks_late=True, ignore_result=True)
+def poll_generation(self: Any, generation_id: str, owner: str) -> None:
+    """One look at a generation's tasks at a task service; it sends the next look itself. Acknowledged when
+    it ends, so a look lost with its worker is delivered again."""
+    try:
+        runner.poll_generation(generation_id, owner)
+    except runner.DatabaseUnavailable as unavailable:
+        raise self.retry(
+            countdown=DATABASE_RETRY_SECONDS, max_retries=DATABASE_RETRIES, exc=unavailable
+        ) from unavailable
+
+
 @shared_task(name=queue.SWEEP_STUCK_GENERATIONS, ignore_result=True)
 def sweep_stuck_generations() -> int:
     return sweeper.sweep_stuck_generations()

@@ -9,13 +9,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.http import AuthenticatedRequest, safe_next
 from accounts.models import Membership, User, Workspace
+from studio.engine import input_links
 from studio.engine.services import (
     ProjectError,
     image_can_manage,
@@ -181,6 +182,19 @@ def input_file(request: AuthenticatedRequest, generation_id: UUID, input_id: int
         pk=input_id,
     )
     return file_response(item.file, item.content_type or "application/octet-stream")
+
+
+@require_GET
+def input_link(request: HttpRequest, token: str) -> FileResponse:
+    """An input image handed to an image service as a signed, expiring link (`studio.engine.input_links`):
+    no session needed, and nothing but that one input reachable with it."""
+    input_id = input_links.input_id_from_token(token)
+    item = GenerationInput.objects.filter(pk=input_id).first() if input_id is not None else None
+    if item is None:
+        raise Http404
+    return file_response(
+        item.file, item.content_type or "application/octet-stream", cache="private, max-age=300"
+    )
 
 
 def _get_image_for_user(request: AuthenticatedRequest, image_id: UUID) -> Image:

@@ -31,4 +31,6 @@ urlpatterns = [
     path("images/<uuid:image_id>/move/", images.image_move, name="image-move"),
     path("images/<uuid:image_id>/delete/", images.image_delete, name="image-delete"),
     path("generations/<uuid:generation_id>/inputs/<int:input_id>/", images.input_file, name="input-file"),
+    # An input handed to an image service: a signed, expiring link, no session
+    path("inputs/<str:token>/", images.input_link, name="input-link"),
 ]

@@ -18,7 +18,7 @@ import httpx2
 import openai
 
 from studio.engine.providers.base import (
-    AccountUnavailable,
+    DAMAGED_IMAGE_MESSAGE,
     Completed,
     Event,
     FinalImage,
@@ -28,16 +28,14 @@ from studio.engine.providers.base import (
     Rejected,
     Transient,
     Usage,
+    classify_failure,
+    retry_after_seconds,
 )
 from studio.engine.spec import GenerationSpec
 
 PARTIAL_EVENT_TYPES = frozenset({"image_generation.partial_image", "image_edit.partial_image"})
 COMPLETED_EVENT_TYPES = frozenset({"image_generation.completed", "image_edit.completed"})
 
-DAMAGED_IMAGE_MESSAGE = "The image service sent a damaged image."
-QUOTA_MESSAGE = "The studio's image service account is out of quota. Your credits were refunded."
-MODERATION_MESSAGE = "The request was blocked by the safety system. Try rewording the prompt."
-CREDENTIALS_MESSAGE = "The image service refused the studio's credentials."
 NOT_CONFIGURED_MESSAGE = "The studio's image service has no API key configured."
 
 
@@ -228,7 +226,7 @@ def translate_error(error: openai.APIError, *, request_id: str = "") -> Provider
     if isinstance(error, openai.APIStatusError):
         status: int | None = error.status_code
         request_id = error.request_id or request_id
-        retry_after = _seconds(error.response.headers.get("retry-after"))
+        retry_after = retry_after_seconds(error.response.headers.get("retry-after"))
     else:
         # An `error` event inside an SSE stream: no status of its own.
         status = None
@@ -239,65 +237,6 @@ def translate_error(error: openai.APIError, *, request_id: str = "") -> Provider
         upstream_message=_upstream_message(error),
         request_id=request_id,
         retry_after=retry_after,
-    )
-
-
-def _seconds(header: str | None) -> float | None:
-    """Retry-After in seconds (the HTTP-date form is not used by image services)."""
-    try:
-        seconds = float(header) if header else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and 0 <= seconds <= 3600 else None
-
-
-def classify_failure(
-    *,
-    code: str,
-    error_type: str,
-    status: int | None,
-    upstream_message: str,
-    request_id: str,
-    retry_after: float | None = None,
-) -> ProviderError:
-    def details(default_code: str = "") -> dict[str, Any]:
-        return {"code": code or default_code, "status": status, "request_id": request_id}
-
-    if code == "insufficient_quota" or error_type == "insufficient_quota":
-        return AccountUnavailable(
-            QUOTA_MESSAGE, reason="quota", code="insufficient_quota", status=status, request_id=request_id
-        )
-    if code == "moderation_blocked":
-        return Rejected(MODERATION_MESSAGE, **details())
-    if status == 429:
-        return AccountUnavailable(
-            "The image service is rate limiting the studio. Try again in a moment.",
-            reason="rate_limited",
-            retry_after=retry_after,
-            **details("rate_limited"),
-        )
-    if status is not None and status >= 500:
-        return Transient(
-            "The image service had an internal error. Try again.",
-            **details("server_error"),
-        )
-    if status in (401, 403):
-        return AccountUnavailable(CREDENTIALS_MESSAGE, reason="credentials", **details("unauthorized"))
-    if status in (408, 409):
-        # Request timeout and lock conflict: the SDK's own retry policy counts these as passing.
-        return Transient(
-            upstream_message or "The image service was busy. Try again.",
-            **details("conflict"),
-        )
-    if status is not None or error_type == "invalid_request_error":
-        return Rejected(
-            upstream_message or "The image service rejected the request.",
-            **details("invalid_request"),
-        )
-    # A failure reported mid-stream with nothing saying the request itself was at fault.
-    return Transient(
-        upstream_message or "The image service failed while drawing the image. Try again.",
-        **details("stream_error"),
     )
 
 

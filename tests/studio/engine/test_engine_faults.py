@@ -13,7 +13,7 @@ from accounts.models import EntryKind, LedgerEntry
 from studio.engine.images import check_image
 from studio.engine.providers import Completed, FinalImage
 from studio.engine.providers.local import LocalProvider
-from studio.engine.providers.openai import (
+from studio.engine.providers.base import (
     CREDENTIALS_MESSAGE,
     DAMAGED_IMAGE_MESSAGE,
     MODERATION_MESSAGE,

@@ -15,14 +15,13 @@ from studio.engine.providers.base import (
     Rejected,
     Transient,
 )
-from studio.engine.providers.openai import (
+from studio.engine.providers.base import (
     CREDENTIALS_MESSAGE,
     DAMAGED_IMAGE_MESSAGE,
     MODERATION_MESSAGE,
-    NOT_CONFIGURED_MESSAGE,
     QUOTA_MESSAGE,
-    OpenAIProvider,
 )
+from studio.engine.providers.openai import NOT_CONFIGURED_MESSAGE, OpenAIProvider
 from studio.engine.spec import GenerationSpec
 from tests.fake_upstream import FakeUpstream, make_image
 

@@ -289,7 +289,7 @@ def test_a_slot_left_by_a_dead_worker_frees_itself(studio_on_accounts, upstream_
     redis.zrem(pool._slots_key(capped), "live-worker")
     token = pool._take_slot(capped)
     assert token is not None and pool.slots_in_use(capped) == 1
-    pool._release_slot(capped, token)
+    pool.release_slot(capped, token)
     assert pool.slots_in_use(capped) == 0
 
 
