@@ -190,6 +190,29 @@ def test_an_upstream_account_needs_a_key_and_real_tiers(admin_client):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["sjinn", "sinancode"])
+def test_a_task_service_that_takes_links_needs_the_studios_public_url(admin_client, settings, kind):
+    settings.STUDIO_PUBLIC_URL = ""
+    form = {**UPSTREAM_FORM, "kind": kind, "base_url": "https://tasks.example", "api_key": "sk-task"}
+    page = admin_client.post("/admin/studio/upstreamaccount/add/", form).content.decode()
+    assert "takes input images only as links to this studio&#x27;s media: set STUDIO_PUBLIC_URL" in page
+    assert not UpstreamAccount.objects.exists()
+    settings.STUDIO_PUBLIC_URL = "https://studio.example"
+    assert admin_client.post("/admin/studio/upstreamaccount/add/", form).status_code == 302
+    assert UpstreamAccount.objects.get().kind == kind
+
+
+@pytest.mark.django_db
+def test_a_task_service_needs_its_url_but_givon_no_public_url(admin_client, settings):
+    settings.STUDIO_PUBLIC_URL = ""
+    form = {**UPSTREAM_FORM, "kind": "givon", "base_url": "", "api_key": "sk-task"}
+    page = admin_client.post("/admin/studio/upstreamaccount/add/", form).content.decode()
+    assert "A task service needs its root URL" in page
+    form["base_url"] = "https://api.givon.example"
+    assert admin_client.post("/admin/studio/upstreamaccount/add/", form).status_code == 302
+
+
+@pytest.mark.django_db
 def test_a_disabled_account_shows_why_and_enabling_it_clears_the_reason(admin_client):
     account = UpstreamAccount(name="gateway", enabled=False, disabled_reason="The key was refused (HTTP 401)")
     account.set_api_key("sk-old")

@@ -12,13 +12,13 @@ from PIL import Image as PillowImage
 from accounts.models import EntryKind, LedgerEntry
 from studio.engine.images import check_image
 from studio.engine.providers import Completed, FinalImage
-from studio.engine.providers.local import LocalProvider
 from studio.engine.providers.base import (
     CREDENTIALS_MESSAGE,
     DAMAGED_IMAGE_MESSAGE,
     MODERATION_MESSAGE,
     QUOTA_MESSAGE,
 )
+from studio.engine.providers.local import LocalProvider
 from studio.engine.services import SubmittedImage, generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status

@@ -7,6 +7,10 @@ import pytest
 from PIL import Image
 
 from studio.engine.providers.base import (
+    CREDENTIALS_MESSAGE,
+    DAMAGED_IMAGE_MESSAGE,
+    MODERATION_MESSAGE,
+    QUOTA_MESSAGE,
     AccountUnavailable,
     Completed,
     InputImage,
@@ -14,12 +18,6 @@ from studio.engine.providers.base import (
     ProviderError,
     Rejected,
     Transient,
-)
-from studio.engine.providers.base import (
-    CREDENTIALS_MESSAGE,
-    DAMAGED_IMAGE_MESSAGE,
-    MODERATION_MESSAGE,
-    QUOTA_MESSAGE,
 )
 from studio.engine.providers.openai import NOT_CONFIGURED_MESSAGE, OpenAIProvider
 from studio.engine.spec import GenerationSpec

@@ -163,3 +163,22 @@ def test_a_webhook_to_a_refused_address_is_not_sent(settings, url):
         transport=httpx.MockTransport(never),
     )
     assert status is None and "Refused" in error
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:8123/results/1.png", True),  # exactly the account's origin
+        ("http://127.0.0.1:8124/results/1.png", False),  # another port
+        ("https://127.0.0.1:8123/results/1.png", False),  # another scheme
+        ("http://127.0.0.2:8123/results/1.png", False),  # another host
+        ("http://localhost:8123/results/1.png", False),  # another name for it
+    ],
+)
+def test_an_upstream_accounts_own_origin_may_be_private_and_nothing_else(url, allowed):
+    trusted = "http://127.0.0.1:8123"
+    if allowed:
+        assert outbound.check(url, trusted_origin=trusted).address == "127.0.0.1"
+    else:
+        with pytest.raises(OutboundRefused, match="private or reserved"):
+            outbound.check(url, trusted_origin=trusted)
