@@ -246,6 +246,7 @@ def _run_attempts(
     for attempt in range(first_attempt, _max_attempts() + 1):
         started = time.monotonic()
         outcome, error, result, account, provider_name = "error", None, None, None, generation.provider
+        polled_elsewhere = True
         try:
             with pool.lease(
                 generation.provider,
@@ -265,11 +266,13 @@ def _run_attempts(
                 )
                 started = time.monotonic()
                 if isinstance(leased.provider, TaskServiceProvider):
-                    _start_tasks(generation, leased, spec, references, mask)
+                    polled_elsewhere = _start_tasks(generation, leased, spec, references, mask)
                     outcome = "handed_over"
                 else:
                     result = _draw(generation, cast(Provider, leased.provider), spec, references, mask)
             if result is None:  # handed over to the polls
+                if not polled_elsewhere:
+                    poll_generation(str(generation.pk), _owner(generation))
                 return
             latency = time.monotonic() - started
             pool.record_success(account)  # it answered: its health is mended before the result is stored
@@ -324,8 +327,7 @@ def _after_failed_attempt(
 
 
 def _bound_to_tasks(generation: Generation) -> bool:
-    tasks = generation.upstream_tasks or {}
-    return bool(tasks.get("ids")) and generation.upstream_account_id is not None
+    return bool((generation.upstream_tasks or {}).get("ids"))
 
 
 def _owner(generation: Generation) -> str:
@@ -347,20 +349,17 @@ def _start_tasks(
     spec: GenerationSpec,
     references: list[InputImage],
     mask: InputImage | None,
-) -> None:
+) -> bool:
     """Create the attempt's tasks, bind them (and the account's slot) to the generation, and send the first
-    poll. From here the slot belongs to the polls, which give it back when the tasks end."""
+    poll. From here the slot belongs to the polls, which give it back when the tasks end. False when the
+    broker could not take the poll: the caller then polls on its own thread."""
     provider = leased.provider
     assert isinstance(provider, TaskServiceProvider) and leased.account is not None
     task_ids = provider.create(spec, images=references, mask=mask)
     tasks = {"ids": task_ids, "slot": leased.slot, "created": time.time()}
     _update(generation, upstream_tasks=tasks, stage="Queued at the image service")
-    slot = leased.keep_slot()
-    try:
-        _schedule_poll(generation, countdown=settings.UPSTREAM_TASK_POLL_SECONDS)
-    except Exception:
-        pool.release_slot(leased.account, slot)
-        raise
+    leased.keep_slot()
+    return _poll_later(generation)
 
 
 def poll_generation(generation_id: str, owner: str) -> None:
@@ -376,16 +375,17 @@ def poll_generation(generation_id: str, owner: str) -> None:
             )
         except DATABASE_ERRORS as error:
             raise DatabaseUnavailable(str(error)) from error
-        if generation is None or not _bound_to_tasks(generation):
+        tasks = (generation.upstream_tasks if generation is not None else None) or {}
+        if generation is None or not tasks.get("ids"):
             return
-        tasks = generation.upstream_tasks or {}
         if not generation.is_active:
             _give_back_slot(generation, tasks)
             return
         if generation.status != Status.RUNNING or _owner(generation) != owner:
             return
         try:
-            _poll_tasks(generation, tasks)
+            while _poll_tasks(generation, tasks):
+                pass
         except Canceled:
             logger.info("generation %s was stopped while its tasks ran", generation_id)
             _give_back_slot(generation, tasks)
@@ -403,18 +403,23 @@ def _give_back_slot(generation: Generation, tasks: dict[str, Any]) -> None:
         pool.release_slot(generation.upstream_account_id, tasks["slot"])
 
 
-def _poll_tasks(generation: Generation, tasks: dict[str, Any]) -> None:
+def _poll_tasks(generation: Generation, tasks: dict[str, Any]) -> bool:
+    """One look at the attempt's tasks. True when the next look must be taken here, on this thread (the
+    broker could not take the next poll: the generation is not dropped while it is away)."""
     account = generation.upstream_account
-    assert account is not None
     attempt = max(generation.attempts, 1)
     spec = generation.generation_spec
-    provider = pool.provider_for(account)
-    assert isinstance(provider, TaskServiceProvider)
+    provider = pool.provider_for(account) if account is not None else None
+    name = provider.name if provider is not None else "task service"
     elapsed = time.time() - float(tasks.get("created") or time.time())
     started = time.monotonic() - elapsed
     result: Completed | None = None
     try:
         release_connection()
+        if account is None or not isinstance(provider, TaskServiceProvider):
+            raise Transient(
+                "The image service account was removed while it worked. Try again.", code="account_removed"
+            )
         states = [provider.poll(task_id) for task_id in tasks["ids"]]
         if not all(state.done for state in states):
             if elapsed > settings.UPSTREAM_TASK_DEADLINE_SECONDS:
@@ -424,8 +429,7 @@ def _poll_tasks(generation: Generation, tasks: dict[str, Any]) -> None:
             progress = sum(state.progress for state in states) // len(states)
             _update(generation, stage=f"Drawing at the image service ({progress}%)")
             pool.refresh_slot(account, tasks["slot"])
-            _schedule_poll(generation, countdown=settings.UPSTREAM_TASK_POLL_SECONDS)
-            return
+            return not _poll_later(generation)
         result = provider.results(spec, states)
         checked = _check(result)
     except ProviderError as provider_error:
@@ -437,21 +441,34 @@ def _poll_tasks(generation: Generation, tasks: dict[str, Any]) -> None:
         _give_back_slot(generation, tasks)
         avoid: set[int] = set()
         outcome = _failed_attempt(error, account, attempt, avoid)
-        _log_attempt(generation, provider.name, account, attempt, started, outcome, error, result)
+        _log_attempt(generation, name, account, attempt, started, outcome, error, result)
         if _after_failed_attempt(generation, error, account, attempt, outcome):
             references, mask = _load_inputs(generation)
             release_connection()
             _run_attempts(generation, spec, references, mask, first_attempt=attempt + 1, avoid=avoid)
-        return
+        return False
     assert result is not None
     _give_back_slot(generation, tasks)
     pool.record_success(account)
     try:
         _complete(generation, result, checked, latency=time.monotonic() - started)
     except Canceled:
-        _log_attempt(generation, provider.name, account, attempt, started, "canceled", None, result)
+        _log_attempt(generation, name, account, attempt, started, "canceled", None, result)
         raise
-    _log_attempt(generation, provider.name, account, attempt, started, "succeeded", None, result)
+    _log_attempt(generation, name, account, attempt, started, "succeeded", None, result)
+    return False
+
+
+def _poll_later(generation: Generation) -> bool:
+    """Send the next poll; False (after the poll interval has passed here) when the broker is away, and the
+    next look is to be taken on this thread."""
+    try:
+        _schedule_poll(generation, countdown=settings.UPSTREAM_TASK_POLL_SECONDS)
+    except Exception:
+        logger.warning("the broker is unavailable: generation %s is polled on this thread", generation.pk)
+        time.sleep(settings.UPSTREAM_TASK_POLL_SECONDS)
+        return False
+    return True
 
 
 def _retryable(error: ProviderError, account: UpstreamAccount | None) -> bool:

@@ -358,6 +358,37 @@ def test_canceling_while_the_tasks_run_gives_the_slot_back(worker, alice, givon)
     assert generation.status == Status.CANCELED and money_of(generation) == (generation.cost, generation.cost)
 
 
+def test_while_the_broker_cannot_take_a_poll_the_tasks_are_polled_on_the_thread(
+    worker, alice, givon, monkeypatch
+):
+    from studio.engine import queue
+
+    def broker_away(*args, **kwargs):
+        raise ConnectionError("the broker is away")
+
+    monkeypatch.setattr(queue, "poll_generation", broker_away)
+    givon.polls_to_finish = 3
+    account("givon", givon)
+    generation = finished(submit(alice, aspect_ratio="1:1"))
+    assert generation.status == Status.SUCCEEDED, generation.error
+    assert money_of(generation) == (generation.cost, 0)
+
+
+def test_an_account_removed_while_its_tasks_run_hands_the_attempt_to_another(worker, alice, givon, sjinn):
+    givon.polls_to_finish = 1000
+    removed = account("givon", givon, priority=10)
+    spare = account("sjinn", sjinn, priority=0)
+    generation = submit(alice, aspect_ratio="1:1")
+    deadline = time.monotonic() + 30
+    while not givon.tasks:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    removed.delete()
+    generation = finished(generation)
+    assert generation.status == Status.SUCCEEDED and generation.upstream_account_id == spare.pk
+    assert money_of(generation) == (generation.cost, 0)
+
+
 # One studio drawing from another studio's task dialects --------------------------------------------------
 
 
