@@ -306,7 +306,9 @@ def test_usage_percentiles_are_the_values_at_half_and_ninety_five_percent(studio
         UpstreamAttempt(account=measured, outcome="succeeded", latency_ms=latency, images=1)
         for latency in range(100, 0, -1)
     )
-    UpstreamAttempt.objects.create(account=measured, outcome="failed", latency_ms=99_999, error_code="timeout")
+    UpstreamAttempt.objects.create(
+        account=measured, outcome="failed", latency_ms=99_999, error_code="timeout"
+    )
     hour = pool.usage(measured)[0]
     assert (hour.latency_p50_ms, hour.latency_p95_ms) == (50, 95)  # failures are not counted
     assert (hour.requests, hour.succeeded, hour.failures) == (101, 100, {"timeout": 1})
