@@ -254,6 +254,10 @@ class Generation(models.Model):
     revised_prompt = models.TextField(blank=True)
     usage = models.JSONField(null=True, blank=True)
     upstream_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Where a generation's time went besides the upstream: waiting for a worker (created to claimed) and
+    # storing its images (checks, thumbnails, files and the final transaction). Sent as Server-Timing.
+    queue_ms = models.PositiveIntegerField(null=True, blank=True)
+    storage_ms = models.PositiveIntegerField(null=True, blank=True)
     upstream_request_id = models.CharField(max_length=200, blank=True)
     # The account that served it (admins only: never shown to users).
     upstream_account = models.ForeignKey(
@@ -307,6 +311,19 @@ class Generation(models.Model):
         if not self.started_at:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
+
+    def server_timing(self) -> str:
+        """The Server-Timing header of an answer carrying this generation: queue, upstream and storage."""
+        parts = [
+            f"{name};dur={value}"
+            for name, value in (
+                ("queue", self.queue_ms),
+                ("upstream", self.upstream_latency_ms),
+                ("storage", self.storage_ms),
+            )
+            if value is not None
+        ]
+        return ", ".join(parts)
 
     def transition(self, *, from_statuses: tuple[str, ...], to: str, **changes: Any) -> bool:
         """Move to `to` only if the row is still in one of `from_statuses`; True if this caller won."""

@@ -3,7 +3,7 @@ with the task at once; `GET /api/v1/tasks/{id}` tells its status; a `callback_ur
 
 from typing import Any, Literal
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Router, Schema
 from ninja.responses import Status as Answer
 from pydantic import ConfigDict
@@ -103,6 +103,8 @@ def create_task(request: HttpRequest, body: TaskRequest) -> Answer:
 
 
 @router.get("/api/v1/tasks/{task_id}", response={200: Task, **ERRORS}, url_name="tasks-status")
-def get_task(request: HttpRequest, task_id: str) -> dict[str, Any]:
+def get_task(request: HttpRequest, task_id: str, response: HttpResponse) -> dict[str, Any]:
     generation = task_for(caller_of(request), task_id)
+    if timing := generation.server_timing():
+        response["Server-Timing"] = timing
     return task_status(generation, base_url(request))

@@ -232,6 +232,8 @@ async def _answer(
     body = await sync_to_async(_result_body, thread_sensitive=False)(request, generation, params)
     response = JsonResponse(body)
     response["X-Request-Id"] = str(generation.pk)
+    if timing := generation.server_timing():
+        response["Server-Timing"] = timing
     return response
 
 

@@ -218,7 +218,10 @@ async def responses(request: HttpRequest, body: ResponsesParameters) -> HttpResp
         return _failure(finished).response()
     result = await sync_to_async(_first_image, thread_sensitive=False)(finished)
     output = [_call_item(finished, "completed", result)]
-    return JsonResponse(_response(finished, body.model, body.tools, "completed", output))
+    response = JsonResponse(_response(finished, body.model, body.tools, "completed", output))
+    if timing := finished.server_timing():
+        response["Server-Timing"] = timing
+    return response
 
 
 async def _events(generation_id: UUID, body: ResponsesParameters) -> AsyncIterator[bytes]:

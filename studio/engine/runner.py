@@ -182,7 +182,11 @@ def _claim(generation: Generation) -> str | None:
     this claim and the sweeper) from both winning, and a live runner (its heartbeat fresh) from being taken
     over.
     """
-    if generation.transition(from_statuses=(Status.QUEUED,), to=Status.RUNNING, stage="Starting"):
+    waited = timezone.now() - generation.created_at
+    queue_ms = max(0, round(waited.total_seconds() * 1000))
+    if generation.transition(
+        from_statuses=(Status.QUEUED,), to=Status.RUNNING, stage="Starting", queue_ms=queue_ms
+    ):
         return "claimed"
     now = timezone.now()
     takeover = timedelta(seconds=settings.GENERATION_TAKEOVER_SECONDS)
@@ -274,9 +278,10 @@ def _run_attempts(
                 if not polled_elsewhere:
                     poll_generation(str(generation.pk), _owner(generation))
                 return
-            latency = time.monotonic() - started
+            arrived = time.monotonic()
+            latency = arrived - started
             pool.record_success(account)  # it answered: its health is mended before the result is stored
-            _complete(generation, result, _check(result), latency=latency)
+            _complete(generation, result, _check(result), latency=latency, arrived=arrived)
             outcome = "succeeded"
         except ProviderError as provider_error:
             error = provider_error
@@ -431,6 +436,7 @@ def _poll_tasks(generation: Generation, tasks: dict[str, Any]) -> bool:
             pool.refresh_slot(account, tasks["slot"])
             return not _poll_later(generation)
         result = provider.results(spec, states)
+        arrived = time.monotonic()
         checked = _check(result)
     except ProviderError as provider_error:
         failure: ProviderError | None = provider_error
@@ -451,7 +457,7 @@ def _poll_tasks(generation: Generation, tasks: dict[str, Any]) -> bool:
     _give_back_slot(generation, tasks)
     pool.record_success(account)
     try:
-        _complete(generation, result, checked, latency=time.monotonic() - started)
+        _complete(generation, result, checked, latency=arrived - started, arrived=arrived)
     except Canceled:
         _log_attempt(generation, name, account, attempt, started, "canceled", None, result)
         raise
@@ -605,10 +611,13 @@ def _store_partial(generation: Generation, event: PartialImage) -> None:
         default_storage.delete(previous)
 
 
-def _complete(generation: Generation, result: Completed, checked: list[_Checked], *, latency: float) -> None:
+def _complete(
+    generation: Generation, result: Completed, checked: list[_Checked], *, latency: float, arrived: float
+) -> None:
     """Store the images and mark the generation succeeded, if it is still ours; else delete what was stored.
 
-    Files are written before the transaction, which stays short: a few inserts and one update.
+    Files are written before the transaction, which stays short: a few inserts and one update. `arrived`
+    (monotonic) is when the upstream's answer was in: from there to the commit is the storage time.
     """
     saved: list[str] = []
     try:
@@ -657,6 +666,7 @@ def _complete(generation: Generation, result: Completed, checked: list[_Checked]
                         else None
                     ),
                     upstream_latency_ms=round(latency * 1000),
+                    storage_ms=round((time.monotonic() - arrived) * 1000),
                     upstream_request_id=result.request_id[:200],
                     result_size=result.size,
                     result_quality=result.quality,

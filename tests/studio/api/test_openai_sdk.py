@@ -49,6 +49,25 @@ def test_generate_answers_in_openais_shape_and_charges_credits(client, worker, a
     assert generation.workspace == personal_membership(alice).workspace
 
 
+def test_an_answer_says_where_its_time_went_in_server_timing(client, worker):
+    raw = client.images.with_raw_response.generate(
+        model="gpt-image-2", prompt="a tin robot", size="1024x1024"
+    )
+    timing = dict(
+        (part.split(";dur=")[0].strip(), int(part.split(";dur=")[1]))
+        for part in raw.headers["server-timing"].split(",")
+    )
+    generation = Generation.objects.get()
+    assert timing == {
+        "queue": generation.queue_ms,
+        "upstream": generation.upstream_latency_ms,
+        "storage": generation.storage_ms,
+    }
+    # The offline engine draws in a few steps; the worker took it at once and stored it in a moment.
+    assert timing["upstream"] > 0 and timing["queue"] >= 0 and timing["storage"] >= 0
+    assert raw.parse().data[0].b64_json
+
+
 def test_edit_with_two_images_and_a_mask(client, worker):
     first, second = png_bytes((1024, 1024), (10, 120, 200, 255)), png_bytes((1024, 1024), (240, 200, 10, 255))
     mask = png_bytes((1024, 1024), (0, 0, 0, 0))

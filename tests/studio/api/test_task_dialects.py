@@ -124,6 +124,8 @@ def test_a_result_url_feeds_the_next_task(api, worker, alice):
     done = poll(
         api, f"/api/v1/tasks/{first['id']}", lambda answer: answer["status"] not in ("queued", "running")
     )
+    timing = api.get(f"/api/v1/tasks/{first['id']}").headers["Server-Timing"]
+    assert timing.startswith("queue;dur=") and ", upstream;dur=" in timing and ", storage;dur=" in timing
     result_url = done["result"]["urls"][0]
 
     second = api.post(
