@@ -517,12 +517,12 @@ def _check(result: Completed) -> list[_Checked]:
     checked = []
     for final in result.images:
         try:
-            image = image_files.check_image(final.data, max_bytes=1 << 31)
+            image, thumbnail = image_files.check_and_thumbnail(final.data, max_bytes=1 << 31)
         except image_files.ImageProblem as problem:
             raise Transient(
                 DAMAGED_IMAGE_ERROR, code="invalid_image", request_id=result.request_id
             ) from problem
-        checked.append(_Checked(final=final, image=image, thumbnail=image_files.thumbnail(final.data)))
+        checked.append(_Checked(final=final, image=image, thumbnail=thumbnail))
     return checked
 
 

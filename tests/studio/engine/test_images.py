@@ -9,6 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
+from studio.engine import images
 from studio.engine.images import ImageProblem, check_image
 from tests.conftest import png_bytes
 
@@ -68,3 +69,31 @@ def test_bytes_are_counted_before_anything_is_read():
 def test_a_still_image_within_the_limits_is_accepted():
     checked = check_image(png_bytes((640, 480)))
     assert (checked.format, checked.width, checked.height, checked.has_alpha) == ("png", 640, 480, True)
+
+
+@pytest.mark.parametrize(
+    ("size", "mode", "thumbnail_size"),
+    [
+        ((1024, 1024), "RGB", (512, 512)),
+        ((3840, 2160), "RGB", (512, 288)),
+        ((1024, 1536), "RGBA", (341, 512)),
+    ],
+)
+def test_a_result_is_checked_and_thumbnailed_from_one_decode(size, mode, thumbnail_size):
+    data = png_bytes(size, (10, 120, 240, 128) if mode == "RGBA" else (10, 120, 240), mode=mode)
+    checked, thumbnail = images.check_and_thumbnail(data)
+    assert (checked.width, checked.height, checked.format, checked.has_alpha) == (
+        *size,
+        "png",
+        mode == "RGBA",
+    )
+    with Image.open(io.BytesIO(thumbnail)) as small:
+        assert (small.format, small.size, small.mode) == ("WEBP", thumbnail_size, mode)
+        assert small.getpixel((small.width // 2, small.height // 2))[:3] == pytest.approx(
+            (10, 120, 240), abs=3
+        )
+
+
+def test_a_damaged_result_is_refused_before_a_thumbnail_is_made():
+    with pytest.raises(images.ImageProblem, match="not a readable"):
+        images.check_and_thumbnail(png_bytes((256, 256))[:-200])
