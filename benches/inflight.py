@@ -55,7 +55,28 @@ from tests.fake_upstream import FakeUpstream, _Handler  # noqa: E402
 # The fake draws every answer with Pillow (~25 ms a 1024x1024 PNG, twice per streamed request). A hundred
 # answers due at the same moment would queue ~5 s on this process's GIL and be charged to the worker; the
 # images depend only on size, format and colour, so draw each once.
-fake_upstream.make_image = functools.lru_cache(maxsize=64)(fake_upstream.make_image)
+_flat_image = functools.lru_cache(maxsize=64)(fake_upstream.make_image)
+
+
+@functools.lru_cache(maxsize=64)
+def realistic_image(size: tuple[int, int], output_format: str, colour: tuple[int, int, int]) -> bytes:
+    """What the model sends: a picture that compresses like a photograph, ~2 MB as a 1024x1024 PNG (a
+    gradient under noise), not a flat square of a few kilobytes. Drawn once per size, format and colour."""
+    import io
+
+    from PIL import Image, ImageChops
+
+    gradient = Image.linear_gradient("L").resize(size)
+    noise = Image.effect_noise(size, 20)
+    tint = [ImageChops.add(gradient, noise.point(lambda v, k=k: v // k)) for k in (8, 6)]
+    picture = Image.merge("RGB", (*tint, ImageChops.add(noise, gradient.point(lambda v: v // 4))))
+    picture = ImageChops.multiply(picture, Image.new("RGB", size, tuple(128 + c // 2 for c in colour)))
+    buffer = io.BytesIO()
+    picture.save(buffer, {"jpeg": "JPEG", "webp": "WEBP"}.get(output_format, "PNG"))
+    return buffer.getvalue()
+
+
+fake_upstream.make_image = _flat_image
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
@@ -264,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generations", type=int, default=100, help="generations to submit (100)")
     parser.add_argument("--latency", type=float, default=20.0, help="seconds the upstream takes (20)")
     parser.add_argument("--partial-images", type=int, default=1, choices=(0, 1, 2, 3), help="(1)")
+    parser.add_argument(
+        "--image",
+        choices=("realistic", "flat"),
+        default="realistic",
+        help="what the fake answers: a ~2 MB 1024x1024 PNG like the model's (default), or a flat square",
+    )
     parser.add_argument("--concurrency", type=int, default=120, help="worker threads (120)")
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--min-in-flight", type=int, default=100, help="fail below this peak (100)")
@@ -312,6 +339,7 @@ def bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
     tag = uuid.uuid4().hex[:8]
 
+    fake_upstream.make_image = realistic_image if args.image == "realistic" else _flat_image
     upstream = CountingUpstream(latency=args.latency, partial_images_sent=args.partial_images)
     stack.enter_context(upstream)
 
@@ -586,10 +614,12 @@ def report(args, run: Run, upstream: CountingUpstream, database: str, redis_sour
             f"p99 {percentile(values, 0.99):.1f} s, max {max(values):.1f} s"
         )
 
+    image_megabytes = len(fake_upstream.make_image((1024, 1024), "png", (200, 30, 30))) / 1e6
     rows = [
         ("Generations submitted / succeeded", f"{args.generations} / {succeeded}"),
         ("Upstream attempts (requests answered)", f"{attempts} ({upstream.finished})"),
         ("Upstream latency (fake, per request)", f"{args.latency:g} s, partial images {args.partial_images}"),
+        ("Upstream image (1024x1024 PNG)", f"{image_megabytes:.2f} MB ({args.image})"),
         ("Worker", f"1 process, `--pool threads --concurrency {args.concurrency}`"),
         ("**Peak upstream requests in flight**", f"**{upstream.peak_in_flight}**"),
         ("Peak generations running (status)", str(max(s.running for s in samples))),

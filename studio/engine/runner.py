@@ -584,15 +584,21 @@ def _record_usage(
 
 
 def _update(generation: Generation, **changes: Any) -> None:
-    """Record progress, unless the generation stopped being ours meanwhile (then raise Canceled)."""
-    updated = _durably(
-        lambda: _mine(generation).update(heartbeat_at=timezone.now(), seq=F("seq") + 1, **changes)
-    )
+    """Record progress, unless the generation stopped being ours meanwhile (then raise Canceled).
+
+    One UPDATE, no read back: while the row is ours no one else writes it (a cancel, the sweeper or a
+    takeover ends our ownership, and our next write fails), so its new values are the ones just written."""
+    now = timezone.now()
+    updated = _durably(lambda: _mine(generation).update(heartbeat_at=now, seq=F("seq") + 1, **changes))
     if not updated:
         release_connection()
         raise Canceled
-    _durably(generation.refresh_from_db)
     release_connection()
+    generation.heartbeat_at = now
+    generation.seq += 1
+    for name, value in changes.items():
+        if not hasattr(value, "resolve_expression"):  # an F() expression's result is not known here
+            setattr(generation, name, value)
     publish_generation_changed(generation)
 
 
@@ -612,13 +618,19 @@ def _store_partial(generation: Generation, event: PartialImage) -> None:
 
 
 def _complete(
-    generation: Generation, result: Completed, checked: list[_Checked], *, latency: float, arrived: float
+    generation: Generation,
+    result: Completed,
+    checked: list[_Checked],
+    *,
+    latency: float,
+    arrived: float | None = None,
 ) -> None:
     """Store the images and mark the generation succeeded, if it is still ours; else delete what was stored.
 
     Files are written before the transaction, which stays short: a few inserts and one update. `arrived`
     (monotonic) is when the upstream's answer was in: from there to the commit is the storage time.
     """
+    arrived = time.monotonic() if arrived is None else arrived
     saved: list[str] = []
     try:
         images = []
