@@ -113,12 +113,13 @@ class _CountingHandler(_Handler):
 
 
 class CountingUpstream(FakeUpstream):
-    """tests.fake_upstream.FakeUpstream that also counts the requests it is answering at each moment."""
+    """tests.fake_upstream.FakeUpstream that also times the requests it is answering, and when the most were
+    open at once. (Its own counters are named apart from FakeUpstream's `in_flight`, which counts too.)"""
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.in_flight = 0
-        self.peak_in_flight = 0
+        self.open_requests = 0
+        self.peak_open = 0
         self.started = 0
         self.finished = 0
         self.durations: list[float] = []
@@ -138,15 +139,15 @@ class CountingUpstream(FakeUpstream):
     def request_started(self) -> None:
         with self._count_lock:
             self.started += 1
-            self.in_flight += 1
+            self.open_requests += 1
             now = time.monotonic()
             self.first_request_at = self.first_request_at or now
-            if self.in_flight > self.peak_in_flight:
-                self.peak_in_flight, self.peak_reached_at = self.in_flight, now
+            if self.open_requests > self.peak_open:
+                self.peak_open, self.peak_reached_at = self.open_requests, now
 
     def request_finished(self, seconds: float) -> None:
         with self._count_lock:
-            self.in_flight -= 1
+            self.open_requests -= 1
             self.finished += 1
             self.durations.append(seconds)
 
@@ -340,6 +341,9 @@ def bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     tag = uuid.uuid4().hex[:8]
 
     fake_upstream.make_image = realistic_image if args.image == "realistic" else _flat_image
+    # Drawn now, once: drawn on first use, every request due at the same moment would draw its own copy.
+    for colour in (*fake_upstream._PARTIAL_COLOURS, *fake_upstream._FINAL_COLOURS):
+        fake_upstream.make_image((1024, 1024), "png", colour)
     upstream = CountingUpstream(latency=args.latency, partial_images_sent=args.partial_images)
     stack.enter_context(upstream)
 
@@ -561,7 +565,7 @@ def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path
             at=tick - run.started_at,
             running=counts.get(Status.RUNNING, 0),
             finished=sum(n for key, n in counts.items() if key not in ACTIVE_STATUSES),
-            upstream_in_flight=upstream.in_flight,
+            upstream_in_flight=upstream.open_requests,
             worker_connections=worker_connections(),
             rss_mib=rss_mib(worker.pid),
             cpu_seconds=cpu_seconds(worker.pid),
@@ -621,7 +625,7 @@ def report(args, run: Run, upstream: CountingUpstream, database: str, redis_sour
         ("Upstream latency (fake, per request)", f"{args.latency:g} s, partial images {args.partial_images}"),
         ("Upstream image (1024x1024 PNG)", f"{image_megabytes:.2f} MB ({args.image})"),
         ("Worker", f"1 process, `--pool threads --concurrency {args.concurrency}`"),
-        ("**Peak upstream requests in flight**", f"**{upstream.peak_in_flight}**"),
+        ("**Peak upstream requests in flight**", f"**{upstream.peak_open}**"),
         ("Peak generations running (status)", str(max(s.running for s in samples))),
         (
             "**Worker DB connections while waiting** (peak / mean)",
@@ -663,8 +667,8 @@ def report(args, run: Run, upstream: CountingUpstream, database: str, redis_sour
     print()
 
     problems = []
-    if upstream.peak_in_flight < args.min_in_flight:
-        problems.append(f"only {upstream.peak_in_flight} requests were in flight at the peak")
+    if upstream.peak_open < args.min_in_flight:
+        problems.append(f"only {upstream.peak_open} requests were in flight at the peak")
     if succeeded != args.generations:
         failures = [
             f"{g.status}: {g.error_code} {g.error}" for g in generations if g.status != Status.SUCCEEDED

@@ -434,6 +434,10 @@ UPSTREAM_BREAKER_FAILURES = envint("UPSTREAM_BREAKER_FAILURES", 3)
 UPSTREAM_BREAKER_SECONDS = envfloat("UPSTREAM_BREAKER_SECONDS", 30)
 UPSTREAM_SLOT_WAIT_SECONDS = envfloat("UPSTREAM_SLOT_WAIT_SECONDS", 300)
 UPSTREAM_SLOT_POLL_SECONDS = envfloat("UPSTREAM_SLOT_POLL_SECONDS", 0.2)
+# Images a worker process reads (an answer's multi-megabyte event) or checks and thumbnails at once: the
+# rest wait their turn, so a thousand answers arriving together neither hold a thousand images in memory
+# nor share the cores a thousand ways (each would finish late).
+WORKER_IMAGE_CONCURRENCY = envint("WORKER_IMAGE_CONCURRENCY", 16)
 # Task-style upstreams (sjinn, sinancode, givon): a task is created, then its status asked every
 # UPSTREAM_TASK_POLL_SECONDS by a Celery task sent with a countdown (no worker thread waits meanwhile), for at
 # most UPSTREAM_TASK_DEADLINE_SECONDS before the attempt counts as timed out.
@@ -497,7 +501,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    # httpx (and httpx2, under the openai SDK) log every request at INFO: in a worker with a thousand
+    # generations in flight, threads queued on the log handler's lock for half their time (py-spy).
+    "loggers": {
+        name: {"level": "WARNING"} for name in ("daphne", "httpx", "httpx2", "httpcore", "httpcore2")
+    },
 }
 
 # Per-image prices by resolution tier and quality, overriding CREDITS_PER_IMAGE: for example

@@ -246,6 +246,7 @@ def provider_for(account: UpstreamAccount) -> Provider | TaskProvider:
         model=account.model,
         timeout_seconds=settings.OPENAI_TIMEOUT_SECONDS,
         timeout_4k_seconds=settings.OPENAI_TIMEOUT_4K_SECONDS,
+        images_at_once=settings.WORKER_IMAGE_CONCURRENCY,
     )
 
 

@@ -26,8 +26,10 @@ that cannot be written, left to the takeover and the sweeper.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -506,8 +508,20 @@ def _draw(
     raise RuntimeError("the provider ended without a result")
 
 
+@functools.cache
+def _checking_gate(size: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(size)
+
+
 def _check(result: Completed) -> list[_Checked]:
-    """Check and thumbnail the final images, outside any transaction (it takes a while for large images)."""
+    """Check and thumbnail the final images, outside any transaction (it takes a while for large images).
+    At most WORKER_IMAGE_CONCURRENCY at once in the process: decoded pixels are the largest thing a worker
+    holds (25 MB for a 4K image), and the cores are as busy with 16 as with 1,000."""
+    with _checking_gate(max(1, settings.WORKER_IMAGE_CONCURRENCY)):
+        return _check_images(result)
+
+
+def _check_images(result: Completed) -> list[_Checked]:
     if not result.images:
         raise Transient(
             "The image service answered without an image. Try again.",

@@ -17,6 +17,7 @@ import httpx
 import httpx2
 import openai
 
+from studio.engine.providers import sse
 from studio.engine.providers.base import (
     DAMAGED_IMAGE_MESSAGE,
     Completed,
@@ -57,8 +58,11 @@ class OpenAIProvider:
         model: str = "gpt-image-2",
         timeout_seconds: float = 120,
         timeout_4k_seconds: float = 300,
+        images_at_once: int = 0,
     ):
         self.model = model
+        # At most this many streamed images read at once in this process (0: no limit; see sse.json_events).
+        self.gate = sse.gate(images_at_once) if images_at_once > 0 else None
         self.timeout_seconds = timeout_seconds
         self.timeout_4k_seconds = timeout_4k_seconds
         # The SDK refuses to build a client without a key. Leave it unbuilt so a misconfigured studio fails
@@ -77,6 +81,7 @@ class OpenAIProvider:
             model=getattr(settings, "OPENAI_IMAGE_MODEL", None) or "gpt-image-2",
             timeout_seconds=float(getattr(settings, "OPENAI_TIMEOUT_SECONDS", 120)),
             timeout_4k_seconds=float(getattr(settings, "OPENAI_TIMEOUT_4K_SECONDS", 300)),
+            images_at_once=int(getattr(settings, "WORKER_IMAGE_CONCURRENCY", 0)),
         )
 
     def generate(
@@ -86,12 +91,14 @@ class OpenAIProvider:
         streaming = False
         try:
             if spec.partial_images > 0:
-                stream = self._request(spec, images, mask, stream=True)
-                # Stream objects carry no `_request_id`; the id is on the HTTP response headers.
-                request_id = stream.response.headers.get("x-request-id", "")
-                streaming = True
-                with stream:
-                    yield from self._read_stream(spec, stream, request_id)
+                # The raw stream (status errors are raised on the way in, as the SDK's own), read with the
+                # studio's SSE reader: the SDK's scans each multi-megabyte image line with a regex.
+                with self._request(spec, images, mask, stream=True) as response:
+                    request_id = response.headers.get("x-request-id", "")
+                    streaming = True
+                    yield from self._read_stream(
+                        spec, sse.json_events(response.iter_bytes(), gate=self.gate), request_id
+                    )
             else:
                 response = self._request(spec, images, mask, stream=False)
                 yield self._completed_from_response(spec, response)
@@ -141,8 +148,8 @@ class OpenAIProvider:
             params["stream"] = True
             params["partial_images"] = spec.partial_images
 
-        # The SDK's overloads turn on `stream`, which is decided here at run time.
-        images_api: Any = client.images
+        # The SDK's overloads turn on `stream`, which is decided here at run time. A stream is taken raw.
+        images_api: Any = client.images.with_streaming_response if stream else client.images
         if spec.input_images == 0:
             return images_api.generate(moderation=spec.moderation, **params)
         if not images:
@@ -361,9 +368,11 @@ class OpenAIResponsesProvider(OpenAIProvider):
                 request_id = getattr(answer, "_request_id", None) or ""
                 yield self._completed(answer.output or [], answer.usage, request_id)
                 return
-            request_id = answer.response.headers.get("x-request-id", "")
-            with answer:
-                yield from self._read_events(answer, request_id)
+            with answer as response:
+                request_id = response.headers.get("x-request-id", "")
+                yield from self._read_events(
+                    sse.json_events(response.iter_bytes(), gate=self.gate), request_id
+                )
         except ProviderError:
             raise
         except openai.APIConnectionError as error:
@@ -405,7 +414,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
             tool["partial_images"] = spec.partial_images
         content: list[dict[str, Any]] = [{"type": "input_text", "text": spec.prompt}]
         content += [{"type": "input_image", "image_url": _data_uri(image)} for image in images]
-        responses_api: Any = client.responses
+        responses_api: Any = client.responses.with_streaming_response if stream else client.responses
         return responses_api.create(
             model=self.model,
             input=[{"role": "user", "content": content}],
