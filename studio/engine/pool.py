@@ -151,8 +151,15 @@ def release_slot(account: UpstreamAccount | int, token: str) -> None:
 
 def refresh_slot(account: UpstreamAccount | int, token: str) -> None:
     """A kept slot lives on while its tasks are polled (and comes back if it expired meanwhile)."""
+    key = _slots_key(account)
     try:
-        _redis(settings.REDIS_URL).zadd(_slots_key(account), {token: time.time() + slot_seconds()})
+        # The set itself expires a minute after its latest slot would (as _TAKE_SLOT sets it): move that on
+        # too (never earlier: this slot is now the latest), or a long poll outlives the set and every slot of
+        # the account with it.
+        with _redis(settings.REDIS_URL).pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {token: time.time() + slot_seconds()})
+            pipe.expire(key, math.ceil(slot_seconds()) + 60)
+            pipe.execute()
     except redis.RedisError:
         logger.warning("could not refresh a slot of %s", account, exc_info=True)
 

@@ -312,3 +312,17 @@ def test_usage_percentiles_are_the_values_at_half_and_ninety_five_percent(studio
     hour = pool.usage(measured)[0]
     assert (hour.latency_p50_ms, hour.latency_p95_ms) == (50, 95)  # failures are not counted
     assert (hour.requests, hour.succeeded, hour.failures) == (101, 100, {"timeout": 1})
+
+
+def test_a_refreshed_slot_keeps_the_accounts_set_alive(studio_on_accounts, upstream_a):
+    """A task-style attempt holds its slot across polls for longer than a slot lives: each refresh moves the
+    slot's expiry and the set's own on."""
+    polled = account("polled", upstream_a, max_concurrent=2)
+    redis = pool._redis(settings_redis_url())
+    token = pool._take_slot(polled)
+    redis.expire(pool._slots_key(polled), 5)  # as if the set were about to expire
+    pool.refresh_slot(polled, token)
+    assert redis.ttl(pool._slots_key(polled)) > pool.slot_seconds()
+    assert pool.slots_in_use(polled) == 1
+    pool.release_slot(polled, token)
+    assert pool.slots_in_use(polled) == 0
