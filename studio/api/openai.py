@@ -5,20 +5,18 @@ Any client written for OpenAI's API (the official SDKs included) works by changi
 Requests run through the same queue and workers as the pages; this module only submits and relays.
 """
 
-import base64
-import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal, cast
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
-from studio.api import links, openai_params
+from studio.api import encoded, links, openai_params
 from studio.api.auth import Caller, caller_of
 from studio.api.errors import ApiError, invalid
 from studio.api.schemas import ERRORS, Error, Request
@@ -230,7 +228,7 @@ async def _answer(
     if generation.status != Status.SUCCEEDED:
         return _failure(generation).response()
     body = await sync_to_async(_result_body, thread_sensitive=False)(request, generation, params)
-    response = JsonResponse(body)
+    response = HttpResponse(encoded.dumps(body), content_type="application/json")
     response["X-Request-Id"] = str(generation.pk)
     if timing := generation.server_timing():
         response["Server-Timing"] = timing
@@ -270,12 +268,12 @@ def _read(field: FieldFile) -> bytes:
 
 def _image_item(
     request: HttpRequest, image: Image, generation: Generation, response_format: str
-) -> dict[str, str]:
-    item = {"revised_prompt": generation.revised_prompt or generation.prompt}
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"revised_prompt": generation.revised_prompt or generation.prompt}
     if response_format == "url":
         item["url"] = request.build_absolute_uri(links.signed_path(image.pk))
     else:
-        item["b64_json"] = base64.b64encode(_read(image.file)).decode()
+        item["b64_json"] = encoded.Base64(_read(image.file))
     return item
 
 
@@ -297,7 +295,13 @@ def _result_body(
 
 
 def _sse(event_type: str, payload: dict[str, Any]) -> bytes:
-    return f"event: {event_type}\ndata: {json.dumps({'type': event_type, **payload})}\n\n".encode()
+    return (
+        b"event: "
+        + event_type.encode()
+        + b"\ndata: "
+        + encoded.dumps({"type": event_type, **payload})
+        + b"\n\n"
+    )
 
 
 async def _event_stream(
@@ -327,14 +331,14 @@ async def _event_stream(
                 sent_partials = generation.partial_count
                 payload = {
                     **common,
-                    "b64_json": base64.b64encode(data).decode(),
+                    "b64_json": encoded.Base64(data),
                     "partial_image_index": sent_partials - 1,
                 }
                 yield _sse(f"{prefix}.partial_image", payload)
         if generation.status == Status.SUCCEEDED:
             for image in generation.images.all():
                 data = await sync_to_async(_read, thread_sensitive=False)(image.file)
-                payload = {**common, "b64_json": base64.b64encode(data).decode(), "usage": _usage(generation)}
+                payload = {**common, "b64_json": encoded.Base64(data), "usage": _usage(generation)}
                 yield _sse(f"{prefix}.completed", payload)
         elif not generation.is_active:
             yield _sse("error", {"error": _failure(generation).as_dict()["error"]})

@@ -158,7 +158,8 @@ def run_generation(generation_id: str) -> None:
             spec = generation.generation_spec
             references, mask = _load_inputs(generation)
             release_connection()
-            publish_generation_changed(generation)
+            # No live update for the claim itself: the attempt's first write ("Waiting for the image model",
+            # or "Waiting for a free image service" while the pool is full) follows at once and sends one.
             _run_attempts(generation, spec, references, mask)
         except Canceled:
             logger.info("generation %s was stopped while running", generation_id)
