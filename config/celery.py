@@ -64,6 +64,13 @@ def _import_providers(**kwargs: object) -> None:
     Image.init()
 
 
+@worker_init.connect
+def _start_publisher(**kwargs: object) -> None:
+    from studio.engine.events import start_publisher
+
+    start_publisher()
+
+
 # glibc's M_MMAP_THRESHOLD, for mallopt.
 _M_MMAP_THRESHOLD = -3
 

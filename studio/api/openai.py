@@ -20,7 +20,7 @@ from studio.api import encoded, links, openai_params
 from studio.api.auth import Caller, caller_of
 from studio.api.errors import ApiError, invalid
 from studio.api.schemas import ERRORS, Error, Request
-from studio.api.submission import charge, idempotency_key
+from studio.api.submission import charge, idempotency_key, then_release_the_database
 from studio.engine import spec as spec_module
 from studio.engine.images import MAX_INPUT_BYTES, CheckedImage, ImageProblem, check_image, check_mask
 from studio.engine.services import SubmittedImage
@@ -100,6 +100,7 @@ SSE_EVENT = {
 STREAMED = {"responses": {200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}}}
 
 
+@then_release_the_database
 def _submit(
     caller: Caller,
     request: openai_params.ImagesRequest,

@@ -24,7 +24,7 @@ from studio.api.errors import invalid
 from studio.api.image_refs import resolve_image, resolve_images
 from studio.api.openai import STREAMED, _failure, _read
 from studio.api.schemas import ERRORS, Error, Request
-from studio.api.submission import charge, idempotency_key, own_hosts
+from studio.api.submission import charge, idempotency_key, own_hosts, then_release_the_database
 from studio.engine import spec as spec_module
 from studio.engine.watch import watch
 from studio.models import Generation, Source, Status
@@ -103,6 +103,7 @@ def _prompt_and_images(body: ResponsesParameters) -> tuple[str, list[str]]:
     return prompt, images
 
 
+@then_release_the_database
 def _submit(caller: Caller, request: HttpRequest, body: ResponsesParameters) -> tuple[Generation, str]:
     tool = _image_tool(body.tools)
     prompt, image_urls = _prompt_and_images(body)

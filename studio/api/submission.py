@@ -1,11 +1,14 @@
 """What the task dialects share: turning a request into a paid, queued generation, finding a caller's task,
 and the pieces of a task's status (result links, progress, times)."""
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 from django.http import HttpRequest
 
 from accounts.ledger import InsufficientCredits
@@ -18,6 +21,25 @@ from studio.engine.outbound import OutboundRefused
 from studio.engine.services import generation_submit
 from studio.engine.spec import GenerationSpec, SpecError
 from studio.models import Generation, Status
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def then_release_the_database(function: Callable[P, R]) -> Callable[P, R]:
+    """For the sync part of a request that then waits (an OpenAI image request awaits its image for as
+    long as the upstream takes): hand the thread's database connection back to the pool when the part ends.
+    Django would only at the end of the request, so twenty waiting requests held the whole pool and the
+    twenty-first was answered 503 (benches/submit.py)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return wrapper
 
 
 def own_hosts(request: HttpRequest) -> set[str]:
