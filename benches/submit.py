@@ -183,6 +183,8 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=5.0, help="seconds the fake upstream takes (5)")
     parser.add_argument("--min-rate", type=float, default=0, help="fail under this many a second (0: report)")
     parser.add_argument("--quick", action="store_true", help="3 s of submissions, 50 waiters")
+    parser.add_argument("--waiters-only", action="store_true", help="skip the submissions a second")
+    parser.add_argument("--submissions-only", action="store_true", help="skip the open requests")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.waiters = 3, 50
@@ -216,63 +218,78 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/healthz", web, web_log)
 
-        # Part 1: submissions a second, no worker.
-        outcomes, latencies, wall = submissions(base, keys, args.clients, args.seconds)
-        accepted = outcomes.get("202", 0)
-        figures["submissions"] = {
-            "clients": args.clients,
-            "answers": dict(outcomes),
-            "accepted per second": round(accepted / wall, 1),
-            "latency p50 / p99 ms": [round(statistics.median(latencies) * 1000, 1),
-                                     round(percentile(latencies, 0.99) * 1000, 1)],
-        }  # fmt: skip
-        counted = money(database_url, redis_url, queue)
-        figures["submissions"]["money"] = counted
-        if set(outcomes) - {"202"}:
-            problems.append(f"submissions answered other than 202: {dict(outcomes)}")
-        if counted != {"generations": accepted, "spends": accepted, "queued task messages": accepted}:
-            problems.append(f"{accepted} accepted, but {counted}")
-        problems += ledger_mismatches(database_url)
-        if args.min_rate and accepted / wall < args.min_rate:
-            problems.append(f"{accepted / wall:.0f} submissions a second < {args.min_rate:.0f}")
-        _forget_queue(redis_url, queue)
-        with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as db:
-            db.execute("UPDATE studio_generation SET status = 'canceled' WHERE status = 'queued'")
-
-        # Part 2: open requests waiting for their images.
-        worker_log = data_dir / "worker.log"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
-             "--concurrency", str(args.waiters + 10), "-Q", queue, "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, worker)
-        time.sleep(3)
-        began = time.monotonic()
-        answers, seconds, worst = asyncio.run(waiters(base, keys, args.waiters))
-        figures["open requests"] = {
-            "requests": args.waiters,
-            "upstream latency s": args.latency,
-            "answers": dict(answers),
-            "peak upstream requests in flight": upstream.peak_open,
-            "end to end p50 / p99 / max s": [round(statistics.median(seconds), 2),
-                                             round(percentile(seconds, 0.99), 2), round(max(seconds), 2)],
-            "wall s": round(time.monotonic() - began, 1),
-            "probe's longest wait s": round(worst, 3),
-        }  # fmt: skip
-        if set(answers) - {"200"}:
-            problems.append(f"open requests answered other than 200: {dict(answers)}")
-        statuses, _ = settle(database_url, timeout=120)
-        figures["open requests"]["generations"] = dict(statuses)
-        if statuses.get("queued") or statuses.get("running"):
-            problems.append(f"generations left unfinished: {dict(statuses)}")
-        problems += ledger_mismatches(database_url)
+        if not args.waiters_only:
+            problems += part_submissions(args, figures, base, keys, database_url, redis_url, queue)
+        if not args.submissions_only:
+            problems += part_waiters(args, figures, base, keys, database_url, env, data_dir, stack, upstream)
 
     print(json.dumps(figures, indent=2))
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def part_submissions(args, figures, base, keys, database_url, redis_url, queue) -> list[str]:
+    """Submissions a second, with no worker running."""
+    problems = []
+    outcomes, latencies, wall = submissions(base, keys, args.clients, args.seconds)
+    accepted = outcomes.get("202", 0)
+    figures["submissions"] = {
+        "clients": args.clients,
+        "answers": dict(outcomes),
+        "accepted per second": round(accepted / wall, 1),
+        "latency p50 / p99 ms": [round(statistics.median(latencies) * 1000, 1),
+                                 round(percentile(latencies, 0.99) * 1000, 1)],
+    }  # fmt: skip
+    counted = money(database_url, redis_url, queue)
+    figures["submissions"]["money"] = counted
+    if set(outcomes) - {"202"}:
+        problems.append(f"submissions answered other than 202: {dict(outcomes)}")
+    if counted != {"generations": accepted, "spends": accepted, "queued task messages": accepted}:
+        problems.append(f"{accepted} accepted, but {counted}")
+    problems += ledger_mismatches(database_url)
+    if args.min_rate and accepted / wall < args.min_rate:
+        problems.append(f"{accepted / wall:.0f} submissions a second < {args.min_rate:.0f}")
+    _forget_queue(redis_url, queue)
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as db:
+        db.execute("UPDATE studio_generation SET status = 'canceled' WHERE status = 'queued'")
+
+    return problems
+
+
+def part_waiters(args, figures, base, keys, database_url, env, data_dir, stack, upstream) -> list[str]:
+    """Open requests waiting for their images, a worker drawing them."""
+    problems = []
+    queue = env["CELERY_QUEUE"]
+    worker_log = data_dir / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
+         "--concurrency", str(args.waiters + 10), "-Q", queue, "--loglevel", "WARNING",
+         "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    stack.callback(stop_process, worker)
+    time.sleep(3)
+    began = time.monotonic()
+    answers, seconds, worst = asyncio.run(waiters(base, keys, args.waiters))
+    figures["open requests"] = {
+        "requests": args.waiters,
+        "upstream latency s": args.latency,
+        "answers": dict(answers),
+        "peak upstream requests in flight": upstream.peak_open,
+        "end to end p50 / p99 / max s": [round(statistics.median(seconds), 2),
+                                         round(percentile(seconds, 0.99), 2), round(max(seconds), 2)],
+        "wall s": round(time.monotonic() - began, 1),
+        "probe's longest wait s": round(worst, 3),
+    }  # fmt: skip
+    if set(answers) - {"200"}:
+        problems.append(f"open requests answered other than 200: {dict(answers)}")
+    statuses, _ = settle(database_url, timeout=120)
+    figures["open requests"]["generations"] = dict(statuses)
+    if statuses.get("queued") or statuses.get("running"):
+        problems.append(f"generations left unfinished: {dict(statuses)}")
+    problems += ledger_mismatches(database_url)
+    return problems
 
 
 if __name__ == "__main__":

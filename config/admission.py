@@ -5,9 +5,13 @@ thousand threads that fight over the GIL and over the database pool: measured wi
 1,000 concurrent submissions then timed out waiting for a connection (503) and the rest took 14 s. Waiting
 in line costs a coroutine, not a thread: a request waits here (in arrival order, asyncio's semaphore is
 fair) up to WEB_QUEUE_TIMEOUT_SECONDS, then is answered 503 with Retry-After, in the API's error shape
-under /v1/ and /api/. The health routes skip the line, so a busy node is not taken for a dead one, and so
-do the OpenAI image routes: their async views hold a request open (awaiting, no thread) while the image is
-drawn, which must not keep a place in the line for a minute.
+under /v1/ and /api/. The health routes skip the line, so a busy node is not taken for a dead one.
+
+Requests that wait for their image (the OpenAI and Responses routes: their async views hold a request open,
+awaiting, no thread, while the image is drawn) take their place in line for their sync part only: the view
+calls `studio.api.submission.leave_line(request)` once the generation is submitted. Letting them skip the
+line instead made a thousand of them at once a thousand threads fighting over the pool of twenty
+connections: 786 of 1,000 were answered 503 (benches/submit.py).
 """
 
 import asyncio
@@ -16,7 +20,11 @@ from typing import Any
 from django.conf import settings
 
 Scope = dict[str, Any]
-UNLIMITED_PATHS = ("/healthz", "/readyz", "/v1/images/generations", "/v1/images/edits")
+UNLIMITED_PATHS = ("/healthz", "/readyz")
+
+
+# The scope key of the callable that gives the request's place back (studio.api.submission.leave_line).
+LEAVE_LINE = "studio.leave_line"
 
 
 class AdmissionLimit:
@@ -35,10 +43,18 @@ class AdmissionLimit:
         except TimeoutError:
             await _busy(scope, send)
             return
+        semaphore, left = self._semaphore, False
+
+        def leave() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                semaphore.release()
+
         try:
-            await self.app(scope, receive, send)
+            await self.app({**scope, LEAVE_LINE: leave}, receive, send)
         finally:
-            self._semaphore.release()
+            leave()
 
 
 async def _busy(scope: Scope, send: Any) -> None:

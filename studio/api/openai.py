@@ -20,7 +20,7 @@ from studio.api import encoded, links, openai_params
 from studio.api.auth import Caller, caller_of
 from studio.api.errors import ApiError, invalid
 from studio.api.schemas import ERRORS, Error, Request
-from studio.api.submission import charge, idempotency_key, then_release_the_database
+from studio.api.submission import charge, idempotency_key, leave_line, then_release_the_database
 from studio.engine import spec as spec_module
 from studio.engine.images import MAX_INPUT_BYTES, CheckedImage, ImageProblem, check_image, check_mask
 from studio.engine.services import SubmittedImage
@@ -119,6 +119,7 @@ def _submit(
 async def images_generations(request: HttpRequest, body: ImagesParameters) -> HttpResponseBase:
     params = openai_params.parse(body.model_dump(exclude_none=True))
     generation = await sync_to_async(_submit)(caller_of(request), params, [], None, idempotency_key(request))
+    leave_line(request)
     return await _answer(request, generation.pk, params, event_prefix="image_generation")
 
 
@@ -145,6 +146,7 @@ async def images_edits(
     generation = await sync_to_async(_submit)(
         caller_of(request), params, references, submitted_mask, idempotency_key(request)
     )
+    leave_line(request)
     return await _answer(request, generation.pk, params, event_prefix="image_edit")
 
 

@@ -24,7 +24,7 @@ from studio.api.errors import invalid
 from studio.api.image_refs import resolve_image, resolve_images
 from studio.api.openai import STREAMED, _failure, _read
 from studio.api.schemas import ERRORS, Error, Request
-from studio.api.submission import charge, idempotency_key, own_hosts, then_release_the_database
+from studio.api.submission import charge, idempotency_key, leave_line, own_hosts, then_release_the_database
 from studio.engine import spec as spec_module
 from studio.engine.watch import watch
 from studio.models import Generation, Source, Status
@@ -205,6 +205,7 @@ def _first_image(generation: Generation) -> str:
 )
 async def responses(request: HttpRequest, body: ResponsesParameters) -> HttpResponseBase:
     generation, _ = await sync_to_async(_submit)(caller_of(request), request, body)
+    leave_line(request)
     if body.stream:
         stream = StreamingHttpResponse(_events(generation.pk, body), content_type="text/event-stream")
         stream["Cache-Control"] = "no-cache"

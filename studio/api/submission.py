@@ -42,6 +42,14 @@ def then_release_the_database(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def leave_line(request: HttpRequest) -> None:
+    """Give back the request's place in the web process's admission line (config.admission) before it waits
+    for its image: the line bounds the requests using threads and connections, not those awaiting. Called
+    from an async view, on the server's loop."""
+    if leave := getattr(request, "scope", {}).get("studio.leave_line"):
+        leave()
+
+
 def own_hosts(request: HttpRequest) -> set[str]:
     """The names this studio answers to: links on them are its own media, read from storage."""
     hosts = {request.get_host().rpartition(":")[0] or request.get_host()}

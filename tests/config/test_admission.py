@@ -1,6 +1,7 @@
 """config.admission: at most WEB_CONCURRENCY requests in Django at once; the rest wait their turn, and one
-that waits past WEB_QUEUE_TIMEOUT_SECONDS is answered 503 with Retry-After in the API's shape. Health and
-the OpenAI image routes (which hold a request open while an image is drawn) never wait in line."""
+that waits past WEB_QUEUE_TIMEOUT_SECONDS is answered 503 with Retry-After in the API's shape. Health never
+waits in line; the image routes (which hold a request open while an image is drawn) leave it once they have
+submitted."""
 
 import asyncio
 import json
@@ -8,6 +9,7 @@ import json
 import pytest
 
 from config.admission import AdmissionLimit
+from studio.api.submission import leave_line
 
 
 class SlowApp:
@@ -67,8 +69,8 @@ def test_a_request_waiting_too_long_is_answered_503_in_the_api_shape(settings):
     assert page[0] == 503 and b"too busy" in page[2]
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/images/generations", "/v1/images/edits"])
-def test_health_and_the_waiting_image_routes_never_wait_in_line(settings, path):
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_never_waits_in_line(settings, path):
     settings.WEB_CONCURRENCY, settings.WEB_QUEUE_TIMEOUT_SECONDS = 1, 0.05
     inner = SlowApp(0.2)
     app = AdmissionLimit(inner)
@@ -78,3 +80,36 @@ def test_health_and_the_waiting_image_routes_never_wait_in_line(settings, path):
 
     assert [status for status, _, _ in asyncio.run(burst())] == [200] * 5
     assert inner.most_inside == 5
+
+
+class SubmitThenWait(SlowApp):
+    """Like an OpenAI image view: a short sync part in line (submitting), then a long wait out of it."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.3)
+        self.submitting = 0
+        self.most_submitting = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.submitting += 1
+        self.most_submitting = max(self.most_submitting, self.submitting)
+        await asyncio.sleep(0.01)
+        self.submitting -= 1
+        request = type("Request", (), {"scope": scope})()
+        leave_line(request)
+        leave_line(request)  # a second call gives back nothing more
+        await super().__call__(scope, receive, send)
+
+
+def test_a_request_waiting_for_its_image_leaves_the_line_once_submitted(settings):
+    settings.WEB_CONCURRENCY, settings.WEB_QUEUE_TIMEOUT_SECONDS = 2, 5
+    inner = SubmitThenWait()
+    app = AdmissionLimit(inner)
+
+    async def burst():
+        return await asyncio.gather(*(call(app, "/v1/images/generations") for _ in range(20)))
+
+    assert [status for status, _, _ in asyncio.run(burst())] == [200] * 20
+    assert inner.most_submitting == 2  # the sync parts, two at a time
+    assert inner.most_inside == 20  # the waits, all at once
+    assert app._semaphore._value == 2  # every place given back exactly once
