@@ -172,12 +172,12 @@ class OpenAIProvider:
                 index = getattr(event, "partial_image_index", None)
                 yield PartialImage(
                     index=index if isinstance(index, int) else partials_seen,
-                    data=_decode_image(getattr(event, "b64_json", None), request_id),
+                    data=_decode_image(_take(event, "b64_json"), request_id),
                 )
                 partials_seen += 1
             elif event_type in COMPLETED_EVENT_TYPES:
                 # With n > 1 each image arrives in its own completed event.
-                finals.append(FinalImage(data=_decode_image(getattr(event, "b64_json", None), request_id)))
+                finals.append(FinalImage(data=_decode_image(_take(event, "b64_json"), request_id)))
                 last_completed = event
             elif event_type == "error":
                 raise _stream_error_event(event, request_id)
@@ -301,6 +301,12 @@ def _decode_image(encoded: object, request_id: str) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as error:
         raise Transient(DAMAGED_IMAGE_MESSAGE, code="invalid_image", request_id=request_id) from error
+
+
+def _take(event: Any, name: str) -> Any:
+    """A field of a streamed event, taken out of it where it can be (an image's base64 text is the biggest
+    thing a worker holds: freed once decoded, not when the next event arrives)."""
+    return event.take(name) if isinstance(event, sse.Fields) else getattr(event, name, None)
 
 
 def _usage(usage: Any) -> Usage | None:
@@ -432,7 +438,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
                 index = getattr(event, "partial_image_index", None)
                 yield PartialImage(
                     index=index if isinstance(index, int) else partials_seen,
-                    data=_decode_image(getattr(event, "partial_image_b64", None), request_id),
+                    data=_decode_image(_take(event, "partial_image_b64"), request_id),
                 )
                 partials_seen += 1
             elif kind == "response.output_item.done":

@@ -45,6 +45,11 @@ class Fields:
     def model_dump(self) -> dict[str, Any]:
         return self._data
 
+    def take(self, name: str) -> Any:
+        """The field's value, removed from the event: an image's base64 text is then held by the caller alone,
+        and freed when it is done with it rather than when the stream moves on."""
+        return self._data.pop(name, None)
+
     def __repr__(self) -> str:
         return f"Fields({', '.join(sorted(self._data))})"
 
@@ -80,8 +85,8 @@ def lines(chunks: Iterable[bytes], *, on_big_line: Callable[[], None] | None = N
             pending.append(chunk[start:end])
             if on_big_line is not None and pending_bytes + end - start > BIG_EVENT_BYTES:
                 on_big_line()
-            yield b"".join(pending)
-            pending, pending_bytes = [], 0
+            yield _drain_bytes(pending)  # the pieces are let go before the line is read
+            pending_bytes = 0
             start = end + 1
             if chunk[end] == 13:  # CR: a LF right after it belongs to the same line end
                 if start < size:
@@ -90,29 +95,47 @@ def lines(chunks: Iterable[bytes], *, on_big_line: Callable[[], None] | None = N
                 else:
                     skip_lf = True
     if pending:
-        yield b"".join(pending)
+        yield _drain_bytes(pending)
+
+
+def _drain_bytes(pieces: list[bytes]) -> bytes:
+    joined = b"".join(pieces)
+    pieces.clear()
+    return joined
+
+
+def _drain_text(pieces: list[str]) -> str:
+    joined = "\n".join(pieces)
+    pieces.clear()
+    return joined
 
 
 def events(
     chunks: Iterable[bytes], *, on_big_line: Callable[[], None] | None = None
 ) -> Iterator[tuple[str, str]]:
-    """(event name, data) of each complete event; comments, ids and retry fields skipped."""
+    """(event name, data) of each complete event; comments, ids and retry fields skipped.
+
+    A multi-megabyte data line is decoded straight from the line (no copies of its bytes on the way), and
+    nothing of an event is kept here once it is handed out, so the caller alone decides how long it lives."""
     name, data = "", list[str]()
     for line in lines(chunks, on_big_line=on_big_line):
         if not line:
             if data or name:
-                yield name, "\n".join(data)
-            name, data = "", []
+                yield name, _drain_text(data)
+            name = ""
             continue
         if line.startswith(b":"):
             continue
-        field, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
+        colon = line.find(b":")
+        field = line if colon == -1 else line[:colon]
+        start = len(line) if colon == -1 else colon + 1
+        if line[start : start + 1] == b" ":
+            start += 1
         if field == b"event":
-            name = value.decode("utf-8", "replace")
+            name = str(memoryview(line)[start:], "utf-8", "replace")
         elif field == b"data":
-            data.append(value.decode("utf-8", "replace"))
+            data.append(str(memoryview(line)[start:], "utf-8", "replace"))
+        del line
     # An event the stream ended before closing with a blank line is dropped, as the SSE rules (and the SDK)
     # say: it may be cut short.
 

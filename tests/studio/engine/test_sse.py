@@ -1,6 +1,7 @@
 """The studio's SSE reader gives the events the SDK's decoder gives, wherever the chunks cut the stream."""
 
 import json
+import sys
 import threading
 
 import pytest
@@ -92,3 +93,22 @@ def test_small_events_never_wait_for_the_gate():
         event.type
         for event in sse.json_events([b'data: {"type": "a"}\n\ndata: {"type": "b"}\n\n'], gate=gate)
     ] == ["a", "b"]
+
+
+def test_an_event_handed_out_is_held_by_the_reader_alone():
+    # A 4K image is ~18 MB of base64: the stream must not keep a copy of it (or of its pieces) once handed
+    # out, or a worker holds every image twice or three times while it decodes it.
+    image = "A" * (3 * 1024 * 1024)
+    body = f"event: image_generation.completed\ndata: {image}\n\ndata: [DONE]\n\n".encode()
+    chunks = [body[start : start + 65536] for start in range(0, len(body), 65536)]
+    for name, data in sse.events(iter(chunks)):
+        if name == "image_generation.completed":
+            assert data == image
+            assert sys.getrefcount(data) == 2  # `data` here, and getrefcount's own argument
+
+
+def test_taking_a_field_removes_it_from_the_event():
+    (event,) = sse.json_events(iter([b'data: {"type": "x", "b64_json": "QUJD", "n": 1}\n\n']))
+    assert event.take("b64_json") == "QUJD"
+    assert event.b64_json is None and event.n == 1
+    assert event.take("missing") is None
