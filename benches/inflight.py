@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         help="what the fake answers: a ~2 MB 1024x1024 PNG like the model's (default), or a flat square",
     )
     parser.add_argument("--concurrency", type=int, default=120, help="worker threads (120)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes, each --concurrency (1)")
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--min-in-flight", type=int, default=100, help="fail below this peak (100)")
     parser.add_argument(
@@ -408,12 +409,18 @@ def bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     stack.callback(_forget_queue, redis_url, queue)
 
     log_path = data_dir / "worker.log"
-    worker = WorkerProcess(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-         "--pool", "threads", "--concurrency", str(args.concurrency), "--queues", queue,
-         "--hostname", f"bench-{tag}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=worker_env,
-        log_path=log_path,
+    worker = WorkerGroup(
+        [
+            WorkerProcess(
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+                 "--pool", "threads", "--concurrency", str(args.concurrency), "--queues", queue,
+                 "--hostname", f"bench-{tag}-{number}@%h",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                env=worker_env,
+                log_path=log_path if number == 0 else data_dir / f"worker-{number}.log",
+            )
+            for number in range(args.workers)
+        ]
     )  # fmt: skip
     stack.callback(worker.stop)
     try:
@@ -471,6 +478,33 @@ class WorkerProcess:
             stop_process(self.process, grace)
 
 
+class WorkerGroup:
+    """Several WorkerProcess on one queue, started, watched and stopped together; the figures are summed."""
+
+    def __init__(self, workers: list[WorkerProcess]):
+        self.workers = workers
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self.workers]
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def wait_until_ready(self, timeout: float = 60) -> None:
+        for worker in self.workers:
+            worker.wait_until_ready(timeout)
+
+    def check_alive(self, when: str) -> None:
+        for worker in self.workers:
+            worker.check_alive(when)
+
+    def stop(self, grace: float = 10) -> None:
+        for worker in self.workers:
+            worker.stop(grace)
+
+
 def _forget_queue(redis_url: str, queue: str) -> None:
     """Remove the bench queue's keys, and the messages of a worker stopped mid-task, from the broker."""
     import json
@@ -497,7 +531,7 @@ def _forget_queue(redis_url: str, queue: str) -> None:
                     client.zrem("unacked_index", tag)
 
 
-def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path, redis_url: str) -> Run:
+def measure(args, upstream: CountingUpstream, worker: WorkerGroup, sqlite_path, redis_url: str) -> Run:
     import redis
     from django.db import connection
     from django.db.models import Count
@@ -529,7 +563,7 @@ def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path
 
     def worker_connections() -> int:
         if sqlite_path is not None:
-            return open_files_on(worker.pid, sqlite_path)
+            return sum(open_files_on(pid, sqlite_path) for pid in worker.pids)
         with connection.cursor() as cursor:
             cursor.execute(
                 # Held: in a query or a transaction. An idle one sits in the worker's pool, held by no one.
@@ -558,7 +592,7 @@ def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path
         counts = dict(
             Generation.objects.filter(author=user).values_list("status").annotate(n=Count("pk")).order_by()
         )
-        status = proc_status(worker.pid)
+        statuses = [proc_status(pid) for pid in worker.pids]
         if sqlite_path is not None:
             connection.close()  # the sampler's own connection must not hold SQLite's files or locks
         sample = Sample(
@@ -567,9 +601,9 @@ def measure(args, upstream: CountingUpstream, worker: WorkerProcess, sqlite_path
             finished=sum(n for key, n in counts.items() if key not in ACTIVE_STATUSES),
             upstream_in_flight=upstream.open_requests,
             worker_connections=worker_connections(),
-            rss_mib=rss_mib(worker.pid),
-            cpu_seconds=cpu_seconds(worker.pid),
-            threads=int(status.get("Threads", "0")),
+            rss_mib=sum(rss_mib(pid) for pid in worker.pids),
+            cpu_seconds=sum(cpu_seconds(pid) for pid in worker.pids),
+            threads=sum(int(status.get("Threads", "0")) for status in statuses),
             redis_clients=int(redis_client.info("clients").get("connected_clients", 0)),
         )
         run.samples.append(sample)
@@ -602,7 +636,9 @@ def report(args, run: Run, upstream: CountingUpstream, database: str, redis_sour
 
     samples = run.samples
     # "Waiting": every submitted generation's request is open upstream; nothing else happens meanwhile.
-    waiting = [s for s in samples if s.upstream_in_flight >= min(args.generations, args.concurrency)]
+    waiting = [
+        s for s in samples if s.upstream_in_flight >= min(args.generations, args.concurrency * args.workers)
+    ]
     peak_connections = max(s.worker_connections for s in samples)
     mean_connections = statistics.fmean(s.worker_connections for s in samples)
     waiting_peak = max((s.worker_connections for s in waiting), default=0)
@@ -624,7 +660,7 @@ def report(args, run: Run, upstream: CountingUpstream, database: str, redis_sour
         ("Upstream attempts (requests answered)", f"{attempts} ({upstream.finished})"),
         ("Upstream latency (fake, per request)", f"{args.latency:g} s, partial images {args.partial_images}"),
         ("Upstream image (1024x1024 PNG)", f"{image_megabytes:.2f} MB ({args.image})"),
-        ("Worker", f"1 process, `--pool threads --concurrency {args.concurrency}`"),
+        ("Worker", f"{args.workers} process(es), `--pool threads --concurrency {args.concurrency}` each"),
         ("**Peak upstream requests in flight**", f"**{upstream.peak_open}**"),
         ("Peak generations running (status)", str(max(s.running for s in samples))),
         (
@@ -635,6 +671,10 @@ def report(args, run: Run, upstream: CountingUpstream, database: str, redis_sour
         (
             "**Wall time**, " + ("worker start" if args.backlog else "first submit") + " to last finished",
             f"**{wall:.1f} s**",
+        ),
+        (
+            "**Throughput** (generations finished a second over the wall time)",
+            f"**{args.generations / wall:.2f}**",
         ),
         (f"Submitting ({args.generations} transactions, enqueue on commit)", f"{run.submit_seconds:.1f} s"),
         (
@@ -659,6 +699,7 @@ def report(args, run: Run, upstream: CountingUpstream, database: str, redis_sour
         ("Redis clients, whole server (peak)", str(max(s.redis_clients for s in samples))),
         ("Database / Redis", f"{database} / {redis_source}"),
     ]
+    print(f"THROUGHPUT {args.generations / wall:.4f}", file=sys.stderr)
     print()
     print("| Measure | Value |")
     print("|---|---|")
