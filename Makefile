@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 
-.PHONY: run test lint format lock install bench clean
+.PHONY: run test lint format lock install bench bench-quick clean
 
 install: $(STAMP)
 
@@ -37,8 +37,13 @@ format: install
 lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
+# Every benchmark (benches/all.py; docs/benchmarks.md has the figures): PostgreSQL on DATABASE_URL's server
+# (default 127.0.0.1:5432), Redis on REDIS_URL or an embedded one. bench-quick: each on a small load.
 bench: install
-	$(BIN)/python -m studio.management.embedded_redis $(BIN)/python benches/inflight.py
+	$(BIN)/python -m studio.management.embedded_redis $(BIN)/python benches/all.py
+
+bench-quick: install
+	$(BIN)/python -m studio.management.embedded_redis $(BIN)/python benches/all.py --quick
 
 clean:
 	rm -rf $(VENV)
