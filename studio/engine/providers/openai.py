@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
+import itertools
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -40,11 +41,44 @@ COMPLETED_EVENT_TYPES = frozenset({"image_generation.completed", "image_edit.com
 NOT_CONFIGURED_MESSAGE = "The studio's image service has no API key configured."
 
 
-@functools.lru_cache(maxsize=8)
+# Clients per configuration and process, each thread of the worker keeping to one of them. A client's
+# connection pool does work in proportion to its connections and requests, under one lock, each time a
+# request starts or a response is closed; a thousand threads on one pool of a thousand connections waited
+# in line for that lock (a worker with 1,000 in flight finished one generation every few seconds at times,
+# its threads in the pool's bookkeeping; benches/inflight.py). Sixteen pools of ~60 each do not.
+CLIENT_SHARDS = 16
+_thread_shard = threading.local()
+_next_shard = itertools.count()
+
+
+def _shard() -> int:
+    """This thread's share of the clients: given in turn as threads first ask, then kept."""
+    shard = getattr(_thread_shard, "value", None)
+    if shard is None:
+        shard = _thread_shard.value = next(_next_shard) % CLIENT_SHARDS
+    return shard
+
+
+_clients: dict[tuple[str, str | None, float, int], openai.OpenAI] = {}
+_clients_lock = threading.Lock()
+
+
 def _shared_client(api_key: str, base_url: str | None, timeout_seconds: float) -> openai.OpenAI:
-    """One client per configuration and process: its connection pool (1,000 connections, 100 kept alive) is
-    shared by every generation in flight, instead of a new client (about 25 ms of CPU) per generation."""
-    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_seconds)
+    """A client shared by the generations in flight (instead of a new one, about 25 ms of CPU, each): the
+    one of this thread's shard, for this configuration. Made once, under a lock: two threads of a shard
+    asking at the same moment get the same client."""
+    key = (api_key, base_url, timeout_seconds, _shard())
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                if len(_clients) >= 8 * CLIENT_SHARDS:  # keys rotated many times: start afresh
+                    _clients.clear()
+                client = _clients[key] = openai.OpenAI(
+                    api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_seconds
+                )
+    return client
 
 
 class OpenAIProvider:

@@ -395,3 +395,21 @@ def test_a_rate_limit_says_when_to_come_back(fake_upstream: FakeUpstream) -> Non
         list(provider_for(fake_upstream).generate(GenerationSpec.build(prompt="x"), images=[], mask=None))
     assert caught.value.reason == "rate_limited"
     assert caught.value.retry_after == 1.0
+
+
+def test_threads_share_the_clients_in_turn_each_keeping_to_its_own():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studio.engine.providers import openai as openai_provider
+
+    def clients_of_one_thread(_: int) -> tuple[int, int]:
+        first = openai_provider._shared_client("k", "http://127.0.0.1:9/v1", 30)
+        again = openai_provider._shared_client("k", "http://127.0.0.1:9/v1", 30)
+        return id(first), id(again)
+
+    with ThreadPoolExecutor(max_workers=openai_provider.CLIENT_SHARDS * 2) as threads:
+        pairs = list(threads.map(clients_of_one_thread, range(openai_provider.CLIENT_SHARDS * 2)))
+    assert all(first == again for first, again in pairs)  # a thread keeps to its client
+    # No more clients than shards, and the threads spread over them (not one pool for all).
+    distinct = {first for first, _ in pairs}
+    assert 2 <= len(distinct) <= openai_provider.CLIENT_SHARDS
