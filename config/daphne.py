@@ -39,7 +39,8 @@ def _refusal(path: str, status: int, code: str, message: str) -> HttpResponse:
     from studio.api import errors  # the project package answers in the API's shapes
 
     if path.startswith(("/v1/", "/api/")):
-        return errors.response_for_path(path, errors.ApiError(message, status=status, code=code))
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return errors.response_for_path(path, errors.ApiError(message, status=status, code=code, type=kind))
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 

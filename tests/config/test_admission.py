@@ -66,6 +66,9 @@ def test_a_request_waiting_too_long_is_answered_503_in_the_api_shape(settings):
     assert first[0] == 200
     assert second[0] == 503 and second[1]["Retry-After"] == "5"
     assert json.loads(second[2])["error"]["code"] == "service_unavailable"
+    assert (
+        json.loads(second[2])["error"]["type"] == "server_error"
+    )  # the studio is busy, not the request wrong
     assert page[0] == 503 and b"too busy" in page[2]
 
 
