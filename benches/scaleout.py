@@ -31,7 +31,7 @@ def run(generations: int, workers: int, args: argparse.Namespace) -> float:
         "--generations", str(generations), "--workers", str(workers),
         "--concurrency", str(args.concurrency), "--latency", str(args.latency),
         "--partial-images", str(args.partial_images), "--image", args.image,
-        "--min-in-flight", "0", "--max-waiting-connections", str(10 * workers),
+        "--min-in-flight", "0", "--max-waiting-connections", str(10 * workers), "--skip-waiting-check",
         "--timeout", str(args.timeout),
     ]  # fmt: skip
     print(f"$ {' '.join(command[1:])}", flush=True)
