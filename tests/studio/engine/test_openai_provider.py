@@ -397,10 +397,12 @@ def test_a_rate_limit_says_when_to_come_back(fake_upstream: FakeUpstream) -> Non
     assert caught.value.retry_after == 1.0
 
 
-def test_threads_share_the_clients_in_turn_each_keeping_to_its_own():
+def test_threads_share_the_clients_in_turn_each_keeping_to_its_own(monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
     from studio.engine.providers import openai as openai_provider
+
+    monkeypatch.setattr(openai_provider, "_clients", {})  # not the clients other tests' threads made
 
     def clients_of_one_thread(_: int) -> tuple[int, int]:
         first = openai_provider._shared_client("k", "http://127.0.0.1:9/v1", 30)
