@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,9 +50,8 @@ from inflight import (  # noqa: E402
     proc_status,
     realistic_image,
     redis_url_for_bench,
-    stop_process,
 )
-from load import SEED, environment, free_port, manage, percentile, wait_for  # noqa: E402
+from load import SEED, environment, manage, percentile, start_web, start_worker  # noqa: E402
 
 DECODED_4K = 3840 * 2160 * 3
 
@@ -190,22 +188,9 @@ def main() -> int:
         seeded = manage(env, "shell", "-c", SEED.format(users=1))
         key = json.loads(next(line for line in seeded.splitlines() if line.startswith("KEYS "))[5:])[0]
 
-        port = free_port()
-        web_log, worker_log = data_dir / "web.log", data_dir / "worker.log"
-        web = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=ROOT, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, web)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
-             "--concurrency", "20", "-Q", queue, "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, worker)
-        wait_for(f"http://127.0.0.1:{port}/healthz", web, web_log)
-        client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60))
+        worker = start_worker(env, data_dir, stack, concurrency=20)
+        base = start_web(env, data_dir, stack)
+        client = stack.enter_context(httpx.Client(base_url=base, timeout=60))
 
         # A warm-up of each size: imports, pools and Pillow's plugins are not the figure.
         wait_ended(database_url, [submit(client, key, "1024x1024"), submit(client, key, "3840x2160", 1)])
@@ -234,7 +219,7 @@ def main() -> int:
         big_ids: list[str] = []
 
         def big_stream() -> None:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as own:
+            with httpx.Client(base_url=base, timeout=60) as own:
                 while not stop.is_set():
                     batch = [submit(own, key, "3840x2160", 1) for _ in range(args.big)]
                     big_ids.extend(batch)

@@ -126,6 +126,34 @@ def wait_for(url: str, process: subprocess.Popen, log: Path) -> None:
         time.sleep(0.2)
 
 
+def start_web(env: dict[str, str], data_dir: Path, stack: contextlib.ExitStack) -> str:
+    """Daphne serving the studio (listen backlog 2,048), stopped with the stack; its URL once it answers."""
+    port = free_port()
+    log = data_dir / "web.log"
+    web = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
+         "config.asgi:application"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    stack.callback(stop_process, web)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/healthz", web, log)
+    return base
+
+
+def start_worker(env: dict[str, str], data_dir: Path, stack: contextlib.ExitStack, concurrency: int):
+    """`celery -A config worker --pool threads` on the bench's queue (CELERY_QUEUE), stopped with the stack"""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
+         "--concurrency", str(concurrency), "-Q", env["CELERY_QUEUE"], "--loglevel", "WARNING",
+         "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=(data_dir / "worker.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    stack.callback(stop_process, worker)
+    return worker
+
+
 class ConnectionSampler(threading.Thread):
     """The database's connections (all processes) every 50 ms, from a connection of its own."""
 
@@ -230,23 +258,8 @@ def main() -> int:
         seeded = manage(env, "shell", "-c", SEED.format(users=USERS))
         keys = json.loads(next(line for line in seeded.splitlines() if line.startswith("KEYS "))[5:])
 
-        port = free_port()
-        web_log, worker_log = data_dir / "web.log", data_dir / "worker.log"
-        web = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
-             "config.asgi:application"],
-            cwd=ROOT, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, web)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
-             "--concurrency", "100", "-Q", queue, "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, worker)
-        base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/healthz", web, web_log)
+        start_worker(env, data_dir, stack, concurrency=100)
+        base = start_web(env, data_dir, stack)
 
         sampler = ConnectionSampler(database_url)
         sampler.start()

@@ -51,7 +51,7 @@ from inflight import (  # noqa: E402
     redis_url_for_bench,
     stop_process,
 )
-from load import environment, free_port, manage, wait_for  # noqa: E402
+from load import environment, free_port, manage, start_web, start_worker, wait_for  # noqa: E402
 
 SEED = """
 from accounts.models import ApiKey
@@ -210,26 +210,13 @@ def main() -> int:
         seeded = manage(env, "shell", "-c", SEED)
         key = next(line for line in seeded.splitlines() if line.startswith("KEY "))[4:]
 
-        port = free_port()
-        web_log, worker_log = data_dir / "web.log", data_dir / "worker.log"
-        web = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=ROOT, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, web)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
-             "--concurrency", "20", "-Q", queue, "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, worker)
-        wait_for(f"http://127.0.0.1:{port}/healthz", web, web_log)
+        start_worker(env, data_dir, stack, concurrency=20)
+        base = start_web(env, data_dir, stack)
 
         options = {"max_retries": 0, "timeout": 120}
         routes = {
             "direct": openai.OpenAI(base_url=upstream.base_url, api_key="bench", **options),
-            "studio": openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, **options),
+            "studio": openai.OpenAI(base_url=f"{base}/v1", api_key=key, **options),
         }
         litellm = shutil.which(args.litellm) or (args.litellm if Path(args.litellm).exists() else "")
         if litellm:

@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,17 +47,16 @@ from inflight import (  # noqa: E402
     _forget_queue,
     create_postgres_database,
     redis_url_for_bench,
-    stop_process,
 )
 from load import (  # noqa: E402
     SEED,
     environment,
-    free_port,
     ledger_mismatches,
     manage,
     percentile,
     settle,
-    wait_for,
+    start_web,
+    start_worker,
 )
 
 USERS = 10
@@ -207,16 +205,7 @@ def main() -> int:
         seeded = manage(env, "shell", "-c", SEED.format(users=USERS))
         keys = json.loads(next(line for line in seeded.splitlines() if line.startswith("KEYS "))[5:])
 
-        port = free_port()
-        web_log = data_dir / "web.log"
-        web = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
-             "config.asgi:application"],
-            cwd=ROOT, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        stack.callback(stop_process, web)
-        base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/healthz", web, web_log)
+        base = start_web(env, data_dir, stack)
 
         if not args.waiters_only:
             problems += part_submissions(args, figures, base, keys, database_url, redis_url, queue)
@@ -260,15 +249,7 @@ def part_submissions(args, figures, base, keys, database_url, redis_url, queue) 
 def part_waiters(args, figures, base, keys, database_url, env, data_dir, stack, upstream) -> list[str]:
     """Open requests waiting for their images, a worker drawing them."""
     problems = []
-    queue = env["CELERY_QUEUE"]
-    worker_log = data_dir / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
-         "--concurrency", str(args.waiters + 10), "-Q", queue, "--loglevel", "WARNING",
-         "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    stack.callback(stop_process, worker)
+    start_worker(env, data_dir, stack, concurrency=args.waiters + 10)
     time.sleep(3)
     began = time.monotonic()
     answers, seconds, worst = asyncio.run(waiters(base, keys, args.waiters))
