@@ -47,6 +47,7 @@ from inflight import (  # noqa: E402
     CountingUpstream,
     create_postgres_database,
     fake_upstream,
+    percentile,
     realistic_image,
     redis_url_for_bench,
     stop_process,
@@ -119,11 +120,6 @@ def start_litellm(command: str, upstream: str, data_dir: Path, stack: contextlib
     stack.callback(stop_process, process)
     wait_for(f"http://127.0.0.1:{port}/health/liveliness", process, log)
     return f"http://127.0.0.1:{port}/v1"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def run_pairs(

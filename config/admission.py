@@ -8,10 +8,10 @@ fair) up to WEB_QUEUE_TIMEOUT_SECONDS, then is answered 503 with Retry-After, in
 under /v1/ and /api/. The health routes skip the line, so a busy node is not taken for a dead one.
 
 Requests that wait for their image (the OpenAI and Responses routes: their async views hold a request open,
-awaiting, no thread, while the image is drawn) take their place in line for their sync part only: the view
-calls `studio.api.submission.leave_line(request)` once the generation is submitted. Letting them skip the
-line instead made a thousand of them at once a thousand threads fighting over the pool of twenty
-connections: 786 of 1,000 were answered 503 (benches/submit.py).
+awaiting, no thread, while the image is drawn) take their place in line for their sync part only: they
+submit through `studio.api.submission.submit_before_waiting`, which leaves the line once submitted.
+Letting them skip the line instead made a thousand of them at once a thousand threads fighting over the
+pool of twenty connections: 786 of 1,000 were answered 503 (benches/submit.py).
 """
 
 import asyncio

@@ -20,7 +20,7 @@ from studio.api import encoded, links, openai_params
 from studio.api.auth import Caller, caller_of
 from studio.api.errors import ApiError, invalid
 from studio.api.schemas import ERRORS, Error, Request
-from studio.api.submission import charge, idempotency_key, leave_line, then_release_the_database
+from studio.api.submission import charge, idempotency_key, submit_before_waiting
 from studio.engine import spec as spec_module
 from studio.engine.images import MAX_INPUT_BYTES, CheckedImage, ImageProblem, check_image, check_mask
 from studio.engine.services import SubmittedImage
@@ -100,7 +100,6 @@ SSE_EVENT = {
 STREAMED = {"responses": {200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}}}
 
 
-@then_release_the_database
 def _submit(
     caller: Caller,
     request: openai_params.ImagesRequest,
@@ -118,8 +117,9 @@ def _submit(
 )
 async def images_generations(request: HttpRequest, body: ImagesParameters) -> HttpResponseBase:
     params = openai_params.parse(body.model_dump(exclude_none=True))
-    generation = await sync_to_async(_submit)(caller_of(request), params, [], None, idempotency_key(request))
-    leave_line(request)
+    generation = await submit_before_waiting(
+        request, _submit, caller_of(request), params, [], None, idempotency_key(request)
+    )
     return await _answer(request, generation.pk, params, event_prefix="image_generation")
 
 
@@ -143,10 +143,9 @@ async def images_edits(
         fields.model_dump(exclude_none=True), input_images=len(files), has_mask=mask is not None
     )
     references, submitted_mask = await sync_to_async(_checked_inputs, thread_sensitive=False)(files, mask)
-    generation = await sync_to_async(_submit)(
-        caller_of(request), params, references, submitted_mask, idempotency_key(request)
+    generation = await submit_before_waiting(
+        request, _submit, caller_of(request), params, references, submitted_mask, idempotency_key(request)
     )
-    leave_line(request)
     return await _answer(request, generation.pk, params, event_prefix="image_edit")
 
 

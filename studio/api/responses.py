@@ -7,24 +7,22 @@ input's text; input images become references, the tool's `input_image_mask` the 
 generation. What the studio cannot do (other tools, a text answer without an image) is a clear 400.
 """
 
-import base64
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from ninja import Field, Router
 
-from studio.api import openai_params
+from studio.api import encoded, openai_params
 from studio.api.auth import Caller, caller_of
 from studio.api.errors import invalid
 from studio.api.image_refs import resolve_image, resolve_images
 from studio.api.openai import STREAMED, _failure, _read
 from studio.api.schemas import ERRORS, Error, Request
-from studio.api.submission import charge, idempotency_key, leave_line, own_hosts, then_release_the_database
+from studio.api.submission import charge, idempotency_key, own_hosts, submit_before_waiting
 from studio.engine import spec as spec_module
 from studio.engine.watch import watch
 from studio.models import Generation, Source, Status
@@ -103,7 +101,6 @@ def _prompt_and_images(body: ResponsesParameters) -> tuple[str, list[str]]:
     return prompt, images
 
 
-@then_release_the_database
 def _submit(caller: Caller, request: HttpRequest, body: ResponsesParameters) -> tuple[Generation, str]:
     tool = _image_tool(body.tools)
     prompt, image_urls = _prompt_and_images(body)
@@ -135,7 +132,7 @@ def _submit(caller: Caller, request: HttpRequest, body: ResponsesParameters) -> 
     return generation, prompt
 
 
-def _call_item(generation: Generation, status: str, result: str | None = None) -> dict[str, Any]:
+def _call_item(generation: Generation, status: str, result: encoded.Base64 | None = None) -> dict[str, Any]:
     spec = generation.generation_spec
     item: dict[str, Any] = {
         "id": f"ig_{generation.pk.hex}",
@@ -192,9 +189,9 @@ def _response(
     }
 
 
-def _first_image(generation: Generation) -> str:
+def _first_image(generation: Generation) -> encoded.Base64:
     image = generation.images.all()[0]
-    return base64.b64encode(_read(image.file)).decode()
+    return encoded.Base64(_read(image.file))
 
 
 @router.post(
@@ -204,8 +201,7 @@ def _first_image(generation: Generation) -> str:
     openapi_extra=STREAMED,
 )
 async def responses(request: HttpRequest, body: ResponsesParameters) -> HttpResponseBase:
-    generation, _ = await sync_to_async(_submit)(caller_of(request), request, body)
-    leave_line(request)
+    generation, _ = await submit_before_waiting(request, _submit, caller_of(request), request, body)
     if body.stream:
         stream = StreamingHttpResponse(_events(generation.pk, body), content_type="text/event-stream")
         stream["Cache-Control"] = "no-cache"
@@ -220,7 +216,10 @@ async def responses(request: HttpRequest, body: ResponsesParameters) -> HttpResp
         return _failure(finished).response()
     result = await sync_to_async(_first_image, thread_sensitive=False)(finished)
     output = [_call_item(finished, "completed", result)]
-    response = JsonResponse(_response(finished, body.model, body.tools, "completed", output))
+    response = HttpResponse(
+        encoded.dumps(_response(finished, body.model, body.tools, "completed", output)),
+        content_type="application/json",
+    )
     if timing := finished.server_timing():
         response["Server-Timing"] = timing
     return response
@@ -234,8 +233,8 @@ async def _events(generation_id: UUID, body: ResponsesParameters) -> AsyncIterat
     def event(kind: str, payload: dict[str, Any]) -> bytes:
         nonlocal sequence
         sequence += 1
-        data = json.dumps({"type": kind, "sequence_number": sequence, **payload})
-        return f"event: {kind}\ndata: {data}\n\n".encode()
+        data = encoded.dumps({"type": kind, "sequence_number": sequence, **payload})
+        return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
 
     sent_partials, started = 0, False
     async for generation in watch(generation_id):
@@ -265,7 +264,7 @@ async def _events(generation_id: UUID, body: ResponsesParameters) -> AsyncIterat
                         "output_index": 0,
                         "item_id": item_id,
                         "partial_image_index": sent_partials - 1,
-                        "partial_image_b64": base64.b64encode(data).decode(),
+                        "partial_image_b64": encoded.Base64(data),
                     },
                 )
         if generation.status == Status.SUCCEEDED:

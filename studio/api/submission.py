@@ -1,11 +1,11 @@
 """What the task dialects share: turning a request into a paid, queued generation, finding a caller's task,
 and the pieces of a task's status (result links, progress, times)."""
 
-import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
@@ -26,26 +26,30 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def then_release_the_database(function: Callable[P, R]) -> Callable[P, R]:
-    """For the sync part of a request that then waits (an OpenAI image request awaits its image for as
-    long as the upstream takes): hand the thread's database connection back to the pool when the part ends.
-    Django would only at the end of the request, so twenty waiting requests held the whole pool and the
-    twenty-first was answered 503 (benches/submit.py)."""
+async def submit_before_waiting(
+    request: HttpRequest, submit: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """Run `submit` (the sync part of a request that then waits for its image, for as long as the upstream
+    takes) on the request's thread, then let go of what only that part needed: the thread's database
+    connection, handed back to the pool (Django would at the end of the request: twenty waiting requests
+    held the whole pool and the next was answered 503), and the request's place in the web process's
+    admission line (config.admission: the line bounds requests using threads and connections, not those
+    awaiting; skipping it instead, a thousand at once fought over the pool). benches/submit.py found both."""
 
-    @functools.wraps(function)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def submit_then_release() -> R:
         try:
-            return function(*args, **kwargs)
+            return submit(*args, **kwargs)
         finally:
             connection.close()
 
-    return wrapper
+    try:
+        return await sync_to_async(submit_then_release)()
+    finally:
+        leave_line(request)
 
 
 def leave_line(request: HttpRequest) -> None:
-    """Give back the request's place in the web process's admission line (config.admission) before it waits
-    for its image: the line bounds the requests using threads and connections, not those awaiting. Called
-    from an async view, on the server's loop."""
+    """Give back the request's place in the admission line (config.admission), on the server's loop."""
     if leave := getattr(request, "scope", {}).get("studio.leave_line"):
         leave()
 
