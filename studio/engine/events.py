@@ -1,5 +1,5 @@
-"""What the worker tells the pages. Only small "generation N changed" messages: the consumer holding the
-viewer's session re-reads the database and renders the card, so no HTML is made here."""
+"""What the worker tells the pages. Only small "generation N changed" messages: each web process re-reads the
+database and renders the card once for its viewers (studio.web.live), so no HTML is made here."""
 
 import asyncio
 import logging
@@ -10,7 +10,6 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from accounts.events import user_group
 from studio.models import Generation
 
 logger = logging.getLogger(__name__)
@@ -23,7 +22,7 @@ class _Publisher:
     """An event loop of its own, in a daemon thread, that sends the live updates of a process whose threads
     run no loop (a Celery worker). `async_to_sync` from such a thread makes a new loop per call, and the
     channel layer's Redis connections are per loop: each change paid for new connections. Here they live as
-    long as the process (a change's three sends: 1.9 ms before, 0.7 ms after, measured alone)."""
+    long as the process (a change's sends: 1.9 ms before, 0.7 ms after, measured alone)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -67,11 +66,8 @@ def publish_generation_changed(generation: Generation) -> None:
     if layer is None:
         return
     message = {"type": "generation.changed", "id": str(generation.pk), "seq": generation.seq}
-    groups = (
-        generation_group(generation.pk),
-        workspace_group(generation.workspace_id),
-        user_group(generation.author_id),
-    )
+    # The waiting API requests listen to the generation; the pages to the workspace (studio.web.live).
+    groups = (generation_group(generation.pk), workspace_group(generation.workspace_id))
 
     async def send(group: str) -> None:
         try:
@@ -82,7 +78,7 @@ def publish_generation_changed(generation: Generation) -> None:
             )
 
     async def send_all() -> None:
-        # The three sends at once, on one loop (async_to_sync per send would make a loop and connection each).
+        # The sends at once, on one loop (async_to_sync per send would make a loop and connection each).
         await asyncio.gather(*(send(group) for group in groups))
 
     if _publisher is None:

@@ -1,71 +1,68 @@
-"""The page's websocket: sends the viewer fresh HTML for whatever changed in their workspace."""
+"""The page's websocket: sends the viewer fresh HTML for whatever changed in their workspace.
+
+Generation cards come from the process's live feed of the workspace (studio.web.live: rendered once per
+change for all of this process's viewers); the header balance from the viewer's own group."""
 
 from urllib.parse import parse_qs
 
-from asgiref.sync import async_to_sync
-from channels.generic.websocket import WebsocketConsumer
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from accounts.events import user_group
 from accounts.models import Membership
-from studio.engine.events import workspace_group
-from studio.models import Generation
+from studio.web import live
+
+# Close codes the page's script knows (4401: log in again; 4403: access ended; 4404: no such workspace).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_ACCESS_ENDED = 4403
+CLOSE_NOT_A_MEMBER = 4404
 
 
-class StudioConsumer(WebsocketConsumer):
-    def connect(self) -> None:
+class StudioConsumer(AsyncWebsocketConsumer):
+    user_id: int
+    workspace_id: int | None = None
+
+    async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            self.close(code=4401)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         workspace_id = parse_qs(self.scope.get("query_string", b"").decode()).get("workspace", [""])[0]
-        membership = None
-        if workspace_id.isdigit():
-            membership = (
-                Membership.objects.select_related("workspace")
-                .filter(user=user, workspace_id=workspace_id)
-                .first()
-            )
-        if membership is None:
-            self.close(code=4404)
+        is_member = (
+            workspace_id.isdigit()
+            and await database_sync_to_async(
+                Membership.objects.filter(user=user, workspace_id=workspace_id).exists
+            )()
+        )
+        if not is_member:
+            await self.close(code=CLOSE_NOT_A_MEMBER)
             return
         self.user = user
-        self.workspace_id = membership.workspace_id
-        self.subscriptions = [workspace_group(self.workspace_id), user_group(user.pk)]
-        self.latest_seq: dict[str, int] = {}
-        for group in self.subscriptions:
-            async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
-        self.accept()
+        self.user_id = user.pk
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        await self.accept()
+        self.workspace_id = int(workspace_id)
+        await live.join(self, self.workspace_id, self.channel_layer)
 
-    def disconnect(self, code: int) -> None:
-        for group in getattr(self, "subscriptions", []):
-            async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
+    async def disconnect(self, code: int) -> None:
+        if self.workspace_id is not None:
+            await live.leave(self, self.workspace_id)
+            self.workspace_id = None
+        if getattr(self, "user", None) is not None:
+            await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
 
-    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The page only listens.
         return
 
-    def generation_changed(self, event: dict) -> None:
-        generation_id = event["id"]
-        if self.latest_seq.get(generation_id, -1) >= event.get("seq", 0):
-            return  # the same change came through another group, or an older one arrived late
-        # Re-check access on every message: membership may have changed since connect.
-        membership = Membership.objects.filter(user=self.user, workspace_id=self.workspace_id).first()
-        generation = (
-            Generation.objects.filter(pk=generation_id, workspace_id=self.workspace_id)
-            .select_related("author", "project")
-            .prefetch_related("images")
-            .first()
-        )
-        if membership is None or generation is None:
-            return
-        self.latest_seq[generation_id] = generation.seq
-        html = render_to_string(
-            "studio/home.html#generation-card",
-            {"generation": generation, "membership": membership, "user": self.user, "oob": True},
-        )
-        self.send(text_data=html)
+    # Called by the workspace's live feed.
+    async def send_cards(self, html: str) -> None:
+        await self.send(text_data=html)
 
-    def balance_changed(self, event: dict) -> None:
-        self.user.refresh_from_db(fields=["credits"])
-        self.send(text_data=render_to_string("includes/balance.html", {"user": self.user, "oob": True}))
+    async def end_access(self) -> None:
+        await self.close(code=CLOSE_ACCESS_ENDED)
+
+    async def balance_changed(self, event: dict) -> None:
+        await database_sync_to_async(self.user.refresh_from_db)(fields=["credits"])
+        await self.send(text_data=render_to_string("includes/balance.html", {"user": self.user, "oob": True}))

@@ -130,3 +130,106 @@ def test_a_refund_updates_the_balance_live(alice):
         return messages
 
     assert any("1,250 credits" in message for message in async_to_sync(scenario)())
+
+
+def test_one_subscription_per_process_and_one_render_per_variant(team):
+    """Three viewers of a team workspace: the process joins the workspace's group once; the author and the
+    owner get the card with Cancel, the viewer without; each gets it in one message."""
+    from channels.layers import get_channel_layer
+
+    from studio.engine.events import workspace_group
+
+    workspace = team["workspace"]
+    people = ("owner", "editor", "viewer")
+    headers = {name: session_headers(team[name]) for name in people}
+
+    async def scenario():
+        communicators = {name: communicator_for(headers[name], workspace.pk) for name in people}
+        for communicator in communicators.values():
+            assert (await communicator.connect())[0]
+        members_of_group = len(get_channel_layer().groups[workspace_group(workspace.pk)])
+        generation = await sync_to_async(generation_submit)(
+            membership=team["memberships"]["editor"], spec=GenerationSpec.build(prompt="a shared heron")
+        )
+        received = {name: await receive_all(communicator) for name, communicator in communicators.items()}
+        for communicator in communicators.values():
+            await communicator.disconnect()
+        return generation, members_of_group, received
+
+    generation, members_of_group, received = async_to_sync(scenario)()
+    assert members_of_group == 1
+    card_id = f'id="generation-{generation.pk}"'
+    for name in people:
+        cards = [message for message in received[name] if card_id in message]
+        assert len(cards) == 1, (name, received[name])
+        assert ("Cancel" in cards[0]) is (name != "viewer"), (name, cards[0])
+
+
+def test_changes_within_the_window_arrive_together_at_their_latest_state(alice, monkeypatch):
+    monkeypatch.setattr("studio.web.live.COALESCE_SECONDS", 1.5)  # room for three writes on a slow machine
+    membership = personal_membership(alice)
+    headers = session_headers(alice)
+
+    async def scenario():
+        communicator = communicator_for(headers, membership.workspace_id)
+        await communicator.connect()
+        first, second = [
+            await sync_to_async(generation_submit)(membership=membership, spec=GenerationSpec.build(prompt=p))
+            for p in ("first", "second")
+        ]
+        await sync_to_async(first.transition)(
+            from_statuses=(Status.QUEUED,), to=Status.RUNNING, stage="Drawing"
+        )
+        await sync_to_async(publish_generation_changed)(first)
+        messages = await receive_all(communicator, quiet_for=2.5)
+        await communicator.disconnect()
+        return first, second, messages
+
+    first, second, messages = async_to_sync(scenario)()
+    cards = [message for message in messages if "generation-" in message]
+    assert len(cards) == 1, messages
+    assert f'id="generation-{first.pk}"' in cards[0] and f'id="generation-{second.pk}"' in cards[0]
+    assert "Drawing" in cards[0]
+
+
+def test_a_viewer_whose_membership_ended_is_disconnected_and_sent_nothing(team):
+    workspace = team["workspace"]
+    owner_headers, viewer_headers = session_headers(team["owner"]), session_headers(team["viewer"])
+
+    async def scenario():
+        owner = communicator_for(owner_headers, workspace.pk)
+        viewer = communicator_for(viewer_headers, workspace.pk)
+        await owner.connect()
+        await viewer.connect()
+        await sync_to_async(team["memberships"]["viewer"].delete)()
+        await sync_to_async(generation_submit)(
+            membership=team["memberships"]["owner"], spec=GenerationSpec.build(prompt="members only")
+        )
+        owner_messages = await receive_all(owner)
+        viewer_output = await viewer.receive_output(timeout=2)
+        await owner.disconnect()
+        return owner_messages, viewer_output
+
+    owner_messages, viewer_output = async_to_sync(scenario)()
+    assert any("members only" in message for message in owner_messages)
+    assert viewer_output == {"type": "websocket.close", "code": 4403}
+
+
+def test_the_last_viewer_leaving_unsubscribes_the_process(alice):
+    from channels.layers import get_channel_layer
+
+    from studio.engine.events import workspace_group
+
+    membership = personal_membership(alice)
+    headers = session_headers(alice)
+
+    async def scenario():
+        communicator = communicator_for(headers, membership.workspace_id)
+        await communicator.connect()
+        joined = dict(get_channel_layer().groups.get(workspace_group(membership.workspace_id), {}))
+        await communicator.disconnect()
+        left = dict(get_channel_layer().groups.get(workspace_group(membership.workspace_id), {}))
+        return joined, left
+
+    joined, left = async_to_sync(scenario)()
+    assert len(joined) == 1 and left == {}
