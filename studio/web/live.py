@@ -133,7 +133,8 @@ class WorkspaceFeed:
         self.sending = asyncio.Lock()
 
     async def start(self) -> None:
-        self.channel = await self.layer.new_channel("live.")
+        # The default prefix: channels_redis receives all of a process's specific channels through one list.
+        self.channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, self.channel)
         self.listener = asyncio.create_task(self.listen(), name=f"live feed {self.group}")
 
