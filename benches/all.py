@@ -31,6 +31,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
         ("submit", "", "--quick"),
         ("overhead", "", "--quick"),
         ("bigimage", "", "--quick"),
+        ("fanout", "", "--quick"),
         ("scaleout", "--concurrency 100 --image flat", "--quick"),
         ("load", "", "--clients 50 --max-p99 3600"),
         ("gallery", "--postgres", "--images 300 --requests 3"),
