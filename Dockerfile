@@ -21,6 +21,8 @@ RUN useradd --create-home --uid 10001 studio \
 USER studio
 EXPOSE 8000
 
-# The web process; the worker and beat override this command. A listen backlog of 1,024 (Twisted's default
-# is 50) so that a burst of new connections waits in the kernel instead of being dropped.
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec daphne -e tcp:port=8000:interface=0.0.0.0:backlog=1024 config.asgi:application"]
+# The web process; the worker, beat and the one-off `migrate` override this command (compose.yaml runs the
+# migrations once, as a service of their own, before any web or worker starts: never at every start). A
+# listen backlog of 1,024 (Twisted's default is 50) so that a burst of new connections waits in the kernel
+# instead of being dropped.
+CMD ["daphne", "-e", "tcp:port=8000:interface=0.0.0.0:backlog=1024", "config.asgi:application"]

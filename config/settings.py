@@ -41,6 +41,15 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def _bucket_origins(endpoint_url: str | None, bucket: str) -> str:
+    """Where a bucket's presigned URLs point, for the CSP: the endpoint itself (path-style addressing) and the
+    bucket's name under it (virtual-hosted style); AWS's own hosts without an endpoint."""
+    if not endpoint_url:
+        return "https://*.amazonaws.com"
+    parts = urlsplit(endpoint_url)
+    return f"{parts.scheme}://{parts.netloc},{parts.scheme}://{bucket}.{parts.netloc}"
+
+
 # Everything the studio keeps on disk lives here: SQLite database, media, embedded Redis, static files.
 DATA_DIR = Path(envstr("STUDIO_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -351,15 +360,50 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # collected by runstudio; WhiteNoise warns when it is missing
+# Media (images, thumbnails, partial images, inputs) are private: never in a public folder, served only by
+# views that check access. A folder in the data directory in development; an S3-compatible bucket through
+# django-storages when AWS_STORAGE_BUCKET_NAME is set, which production requires (a node keeps nothing on its
+# disk). django-storages reads the AWS_* settings below by these names.
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media")))
+AWS_STORAGE_BUCKET_NAME = required_in_production(
+    "AWS_STORAGE_BUCKET_NAME", "an S3 bucket for the images, so that no node keeps them on its disk"
+)
 STORAGES = {
-    # Media are private: stored outside any public folder and served only through views that check access.
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": MEDIA_ROOT},
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# How the image views answer: "redirect" to a short-lived presigned URL of the object (the bytes go from the
+# bucket to the browser), or "stream" the bytes through the web process (a bucket the browsers cannot reach).
+MEDIA_SERVE = envstr("MEDIA_SERVE", "redirect")
+if MEDIA_SERVE not in ("redirect", "stream"):
+    raise ImproperlyConfigured(f"MEDIA_SERVE must be redirect or stream, not {MEDIA_SERVE!r}.")
+MEDIA_URL_EXPIRE_SECONDS = envint("MEDIA_URL_EXPIRE_SECONDS", 300)
+MEDIA_ORIGINS: list[str] = []  # where redirected images load from (the CSP's img-src)
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
+    AWS_S3_ENDPOINT_URL = envstr("AWS_S3_ENDPOINT_URL") or None  # unset: AWS itself
+    AWS_S3_REGION_NAME = envstr("AWS_S3_REGION_NAME") or None
+    # Unset: boto3's own chain (instance role, ~/.aws, ...).
+    AWS_ACCESS_KEY_ID = envstr("AWS_ACCESS_KEY_ID") or None
+    AWS_SECRET_ACCESS_KEY = envstr("AWS_SECRET_ACCESS_KEY") or None
+    AWS_LOCATION = envstr("AWS_LOCATION", "")  # a key prefix, e.g. "studio/" to share a bucket
+    AWS_S3_ADDRESSING_STYLE = (
+        envstr("AWS_S3_ADDRESSING_STYLE") or None
+    )  # "path" for some S3-compatible servers
+    AWS_DEFAULT_ACL = "private"
+    AWS_QUERYSTRING_AUTH = True
+    AWS_QUERYSTRING_EXPIRE = MEDIA_URL_EXPIRE_SECONDS
+    AWS_S3_FILE_OVERWRITE = False
+    AWS_S3_SIGNATURE_VERSION = "s3v4"
+    # Files the storage downloads whole (checks of an upload) spill to a temporary file past this size.
+    AWS_S3_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+    MEDIA_ORIGINS = envlist(
+        "MEDIA_ORIGINS",
+        _bucket_origins(AWS_S3_ENDPOINT_URL, AWS_STORAGE_BUCKET_NAME) if MEDIA_SERVE == "redirect" else "",
+    )
 # Requests one web process runs in Django at once (the rest wait in line, see config.admission), and how long
 # one may wait before it is answered 503 with Retry-After. 0 lets every request in at once.
 WEB_CONCURRENCY = envint("WEB_CONCURRENCY", 8)
@@ -386,7 +430,7 @@ CONTENT_SECURITY_POLICY = {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
-        "img-src": ["'self'", "data:", "blob:"],
+        "img-src": ["'self'", "data:", "blob:", *MEDIA_ORIGINS],
         "connect-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],

@@ -3,14 +3,12 @@
 import io
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import Generator
 
-from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,6 +28,7 @@ from studio.engine.services import (
 from studio.models import (
     Image,
 )
+from studio.web.files import open_stored, streamed
 from studio.web.images import _project_from
 
 # Bulk actions take at most this many images at once (Django refuses more than 1,000 form fields anyway).
@@ -128,8 +127,8 @@ def _zip_chunks(images: list[Image]) -> Generator[bytes, None, None]:
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED) as archive:
         for image in images:
             try:
-                handle = image.file.open("rb")
-            except FileNotFoundError:
+                handle, _ = open_stored(image.file)
+            except Http404:
                 continue
             created = timezone.localtime(image.created_at)
             info = zipfile.ZipInfo(_archive_name(image, taken), date_time=created.timetuple()[:6])
@@ -141,27 +140,9 @@ def _zip_chunks(images: list[Image]) -> Generator[bytes, None, None]:
     yield pipe.take()
 
 
-async def _from_worker_thread(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
-    """Under ASGI, a plain iterator would be read whole into memory first; read it piece by piece instead."""
-
-    def take() -> bytes | None:
-        return next(chunks, None)
-
-    read = sync_to_async(take, thread_sensitive=False)
-    try:
-        while (chunk := await read()) is not None:
-            if chunk:
-                yield chunk
-    finally:
-        chunks.close()
-
-
 def _zip_response(request: AuthenticatedRequest, images: list[Image]) -> StreamingHttpResponse:
     chunks = _zip_chunks(images)
-    content: AsyncIterator[bytes] | Iterator[bytes] = (
-        _from_worker_thread(chunks) if isinstance(request, ASGIRequest) else chunks
-    )
-    response = StreamingHttpResponse(content, content_type="application/zip")
+    response = StreamingHttpResponse(streamed(request, chunks), content_type="application/zip")
     filename = f"studio-{timezone.localtime():%Y%m%d-%H%M}-{len(images)}-images.zip"
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename) or ""
     response["Cache-Control"] = "private, no-store"

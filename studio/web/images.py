@@ -9,7 +9,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -174,18 +175,18 @@ def image_delete(request: AuthenticatedRequest, image_id: UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-def input_file(request: AuthenticatedRequest, generation_id: UUID, input_id: int) -> FileResponse:
+def input_file(request: AuthenticatedRequest, generation_id: UUID, input_id: int) -> HttpResponseBase:
     """An image a generation was given (reference or mask), for the lineage; members of its workspace only."""
     item = get_object_or_404(
         GenerationInput.objects.filter(generation__workspace__memberships__user=request.user),
         generation_id=generation_id,
         pk=input_id,
     )
-    return file_response(item.file, item.content_type or "application/octet-stream")
+    return file_response(request, item.file, item.content_type or "application/octet-stream")
 
 
 @require_GET
-def input_link(request: HttpRequest, token: str) -> FileResponse:
+def input_link(request: HttpRequest, token: str) -> HttpResponseBase:
     """An input image handed to an image service as a signed, expiring link (`studio.engine.input_links`):
     no session needed, and nothing but that one input reachable with it."""
     input_id = input_links.input_id_from_token(token)
@@ -193,7 +194,7 @@ def input_link(request: HttpRequest, token: str) -> FileResponse:
     if item is None:
         raise Http404
     return file_response(
-        item.file, item.content_type or "application/octet-stream", cache="private, max-age=300"
+        request, item.file, item.content_type or "application/octet-stream", cache="private, max-age=300"
     )
 
 
@@ -203,14 +204,14 @@ def _get_image_for_user(request: AuthenticatedRequest, image_id: UUID) -> Image:
 
 @login_required
 @require_GET
-def image_file(request: AuthenticatedRequest, image_id: UUID) -> FileResponse:
+def image_file(request: AuthenticatedRequest, image_id: UUID) -> HttpResponseBase:
     image = _get_image_for_user(request, image_id)
     download = f"studio-{image.pk}.{image.format}" if request.GET.get("download") else None
-    return file_response(image.file, image.content_type, download_name=download)
+    return file_response(request, image.file, image.content_type, download_name=download)
 
 
 @login_required
 @require_GET
-def image_thumbnail(request: AuthenticatedRequest, image_id: UUID) -> FileResponse:
+def image_thumbnail(request: AuthenticatedRequest, image_id: UUID) -> HttpResponseBase:
     image = _get_image_for_user(request, image_id)
-    return file_response(image.thumbnail, "image/webp")
+    return file_response(request, image.thumbnail, "image/webp")

@@ -6,7 +6,8 @@ from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
@@ -198,10 +199,9 @@ def cancel(request: AuthenticatedRequest, generation_id: UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-def partial_image(request: AuthenticatedRequest, generation_id: UUID) -> FileResponse:
+def partial_image(request: AuthenticatedRequest, generation_id: UUID) -> HttpResponseBase:
     generation = _get_generation_for_user(request, generation_id)
     if not generation.partial_image:
         raise Http404
-    response = file_response(generation.partial_image, f"image/{generation.spec.get('output_format', 'png')}")
-    response["Cache-Control"] = "private, no-cache"
-    return response
+    content_type = f"image/{generation.spec.get('output_format', 'png')}"
+    return file_response(request, generation.partial_image, content_type, cache="private, no-cache")

@@ -16,7 +16,8 @@ STUDIO_VARIABLES = (
     "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "STUDIO_ENCRYPTION_KEYS",
     "EMAIL_VERIFICATION", "OIDC_SERVER_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_NAME",
     "OIDC_PROVIDER_ID", "GENERATION_TAKEOVER_SECONDS", "GENERATION_STALE_SECONDS",
-    "CELERY_VISIBILITY_TIMEOUT",
+    "CELERY_VISIBILITY_TIMEOUT", "AWS_STORAGE_BUCKET_NAME", "AWS_S3_ENDPOINT_URL", "AWS_S3_REGION_NAME",
+    "AWS_LOCATION", "MEDIA_SERVE", "MEDIA_ORIGINS", "MEDIA_ROOT", "CELERY_BROKER_URL",
 )  # fmt: skip
 
 
@@ -30,6 +31,8 @@ def production(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "REDIS_URL": "redis://redis.internal:6379/0",
         "ALLOWED_HOSTS": "studio.example.com",
         "STUDIO_ENCRYPTION_KEYS": "lUVQ1nUgXHVd6nKvqZ0ZSUFh7u2bTp3OQCyZzNnOcPI=",
+        "AWS_STORAGE_BUCKET_NAME": "studio-media",
+        "AWS_S3_REGION_NAME": "eu-west-1",
     }
     for name, value in overrides.items():
         if value is None:
@@ -76,6 +79,8 @@ def test_production_turns_on_secure_cookies_hsts_and_https(tmp_path):
         ({"DATABASE_URL": None}, "DATABASE_URL"),
         ({"DATABASE_URL": "sqlite:////tmp/studio.sqlite3"}, "DATABASE_URL"),
         ({"REDIS_URL": None}, "REDIS_URL"),
+        ({"AWS_STORAGE_BUCKET_NAME": None}, "AWS_STORAGE_BUCKET_NAME"),
+        ({"MEDIA_SERVE": "proxy"}, "MEDIA_SERVE"),
         ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS"),
         ({"STUDIO_ENCRYPTION_KEYS": None}, "STUDIO_ENCRYPTION_KEYS"),
         ({"EMAIL_VERIFICATION": "optional"}, "EMAIL_VERIFICATION"),
@@ -91,6 +96,23 @@ def test_production_refuses_to_start_naming_what_is_missing(tmp_path, overrides,
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert "ImproperlyConfigured" in last_line and named in last_line, result.stderr
+
+
+def test_production_keeps_nothing_on_the_nodes_disk(tmp_path):
+    """Media in the bucket, Redis and PostgreSQL elsewhere: the data directory stays empty (the static files
+    are the image's, collected when it is built), and the bucket's presigned URLs may load as images."""
+    code = (
+        "import json; from django.conf import settings as s; "
+        "print(json.dumps([s.STORAGES['default']['BACKEND'], "
+        "s.CONTENT_SECURITY_POLICY['DIRECTIVES']['img-src'], s.AWS_DEFAULT_ACL, s.AWS_QUERYSTRING_EXPIRE]))"
+    )
+    result = manage(production(tmp_path, AWS_S3_ENDPOINT_URL="https://s3.example.net"), "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    backend, img_src, acl, expire = json.loads(result.stdout.strip().splitlines()[-1])
+    assert backend == "storages.backends.s3.S3Storage" and acl == "private" and expire == 300
+    assert img_src[-2:] == ["https://s3.example.net", "https://studio-media.s3.example.net"]
+    assert {path.name for path in tmp_path.iterdir()} <= {"static"}
+    assert not any((tmp_path / "static").iterdir()) if (tmp_path / "static").exists() else True
 
 
 @pytest.mark.parametrize(
