@@ -15,6 +15,7 @@ Why this holds under concurrency (reviewed for PostgreSQL's READ COMMITTED and S
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from accounts.metrics import CREDITS
 from accounts.models import EntryKind, LedgerEntry, User
 
 ADJUSTMENT_KINDS = (EntryKind.BONUS, EntryKind.GRANT, EntryKind.ADJUSTMENT)
@@ -38,6 +39,8 @@ def _apply(
         balance = User.objects.values_list("credits", flat=True).get(pk=user_id)
         raise InsufficientCredits(needed=-amount, balance=balance)
     balance_after = User.objects.values_list("credits", flat=True).get(pk=user_id)
+    # Counted once the entry is kept: a spend rolled back with its generation moved nothing.
+    transaction.on_commit(lambda: CREDITS.labels(kind).inc(abs(amount)))
     return LedgerEntry.objects.create(
         user_id=user_id,
         kind=kind,

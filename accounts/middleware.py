@@ -46,7 +46,7 @@ class TwoFactorRequiredMiddleware:
     ADMIN_REQUIRE_TWO_FACTOR is set, send a signed-in user without a second factor to set one up first.
     The account pages (allauth's, under /accounts/) stay open, so the way out is always reachable."""
 
-    OPEN_PREFIXES = ("/accounts/", "/static/", "/healthz", "/readyz", "/v1/", "/api/", "/ws/")
+    OPEN_PREFIXES = ("/accounts/", "/static/", "/healthz", "/readyz", "/metrics", "/v1/", "/api/", "/ws/")
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

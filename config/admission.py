@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 
 Scope = dict[str, Any]
-UNLIMITED_PATHS = ("/healthz", "/readyz")
+UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 # The scope key of the callable that gives the request's place back (studio.api.submission.leave_line).

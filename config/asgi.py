@@ -13,6 +13,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from config.admission import AdmissionLimit  # noqa: E402
+from studio.engine.metrics import start_snapshots  # noqa: E402
 from studio.web.consumers import StudioConsumer  # noqa: E402
 
 try:
@@ -21,6 +22,8 @@ except ImportError:  # served by another ASGI server
     pass
 else:
     daphne.install()
+
+start_snapshots("web")  # every web process's figures, for whichever node Prometheus scrapes
 
 application = ProtocolTypeRouter(
     {

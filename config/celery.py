@@ -5,7 +5,7 @@ import ctypes
 import os
 
 from celery import Celery, bootsteps
-from celery.signals import worker_init
+from celery.signals import beat_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -69,6 +69,20 @@ def _start_publisher(**kwargs: object) -> None:
     from studio.engine.events import start_publisher
 
     start_publisher()
+
+
+@worker_init.connect
+def _publish_worker_metrics(**kwargs: object) -> None:
+    from studio.engine.metrics import start_snapshots
+
+    start_snapshots("worker")  # the web's /metrics gathers them from Redis
+
+
+@beat_init.connect
+def _publish_beat_metrics(**kwargs: object) -> None:
+    from studio.engine.metrics import start_snapshots
+
+    start_snapshots("beat")
 
 
 # glibc's M_MMAP_THRESHOLD, for mallopt.

@@ -145,6 +145,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.metrics.request_metrics",  # first, to time everything below it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -404,6 +405,9 @@ if AWS_STORAGE_BUCKET_NAME:
         "MEDIA_ORIGINS",
         _bucket_origins(AWS_S3_ENDPOINT_URL, AWS_STORAGE_BUCKET_NAME) if MEDIA_SERVE == "redirect" else "",
     )
+# The bearer token Prometheus sends to GET /metrics (config.metrics); without one the endpoint is off (404).
+METRICS_TOKEN = envstr("METRICS_TOKEN", "")
+
 # Requests one web process runs in Django at once (the rest wait in line, see config.admission), and how long
 # one may wait before it is answered 503 with Retry-After. 0 lets every request in at once.
 WEB_CONCURRENCY = envint("WEB_CONCURRENCY", 8)
@@ -445,8 +449,8 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", PRODUCTION)
-# Health checks answer over plain HTTP inside the network, whatever the redirect.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Health checks and Prometheus's scrape answer over plain HTTP inside the network, whatever the redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", PRODUCTION)

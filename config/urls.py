@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.urls import include, path
 
-from config import health
+from config import health, metrics
 
 # The admin logs in through the site's own login: throttled, with the second factor.
 admin.site.login = staff_member_required(admin.site.login, login_url=settings.LOGIN_URL)  # type: ignore[method-assign]
@@ -19,6 +19,7 @@ urlpatterns = [
     # Health
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
 
 # Errors no view handled: JSON in the dialect's shape under the API, a 503 when the database is out of reach.

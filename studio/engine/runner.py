@@ -46,6 +46,7 @@ from studio.engine import images as image_files
 from studio.engine import input_links, pool, queue
 from studio.engine.events import publish_generation_changed
 from studio.engine.fetch import fetch_image
+from studio.engine.metrics import ATTEMPTS, IN_FLIGHT, QUEUE_WAIT, UPSTREAM_LATENCY
 from studio.engine.outbound import OutboundRefused
 from studio.engine.providers import (
     AccountUnavailable,
@@ -134,6 +135,7 @@ def _mine(generation: Generation) -> QuerySet:
     )
 
 
+@IN_FLIGHT.track_inprogress()
 def run_generation(generation_id: str) -> None:
     try:
         close_old_connections()
@@ -190,6 +192,7 @@ def _claim(generation: Generation) -> str | None:
     if generation.transition(
         from_statuses=(Status.QUEUED,), to=Status.RUNNING, stage="Starting", queue_ms=queue_ms
     ):
+        QUEUE_WAIT.observe(queue_ms / 1000)
         return "claimed"
     now = timezone.now()
     takeover = timedelta(seconds=settings.GENERATION_TAKEOVER_SECONDS)
@@ -571,6 +574,9 @@ def _log_attempt(
     }
     level = logging.WARNING if outcome in ("failed", "error") else logging.INFO
     logger.log(level, json.dumps(record))
+    account_label = account.name if account is not None else provider_name
+    ATTEMPTS.labels(account_label, outcome).inc()
+    UPSTREAM_LATENCY.labels(account_label, outcome).observe(time.monotonic() - started)
     if account is not None:
         _record_usage(generation, account, record, result)
 

@@ -8,10 +8,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
+from prometheus_client import Gauge
 
 from accounts.events import user_group
 from accounts.models import Membership
 from studio.web import live
+
+OPEN_SOCKETS = Gauge("studio_websocket_connections", "Open websocket connections of this web process")
 
 # Close codes the page's script knows (4401: log in again; 4403: access ended; 4404: no such workspace).
 CLOSE_UNAUTHENTICATED = 4401
@@ -42,11 +45,13 @@ class StudioConsumer(AsyncWebsocketConsumer):
         self.user_id = user.pk
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.accept()
+        OPEN_SOCKETS.inc()
         self.workspace_id = int(workspace_id)
         await live.join(self, self.workspace_id, self.channel_layer)
 
     async def disconnect(self, code: int) -> None:
         if self.workspace_id is not None:
+            OPEN_SOCKETS.dec()
             await live.leave(self, self.workspace_id)
             self.workspace_id = None
         if getattr(self, "user", None) is not None:

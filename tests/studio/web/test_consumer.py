@@ -233,3 +233,26 @@ def test_the_last_viewer_leaving_unsubscribes_the_process(alice):
 
     joined, left = async_to_sync(scenario)()
     assert len(joined) == 1 and left == {}
+
+
+def test_open_websockets_are_counted_for_the_metrics(alice):
+    from prometheus_client import REGISTRY
+
+    membership = personal_membership(alice)
+    headers = session_headers(alice)
+
+    def open_sockets() -> float:
+        return REGISTRY.get_sample_value("studio_websocket_connections") or 0
+
+    async def scenario():
+        before = open_sockets()
+        communicators = [communicator_for(headers, membership.workspace_id) for _ in range(3)]
+        for communicator in communicators:
+            await communicator.connect()
+        during = open_sockets()
+        for communicator in communicators:
+            await communicator.disconnect()
+        return before, during, open_sockets()
+
+    before, during, after = async_to_sync(scenario)()
+    assert during == before + 3 and after == before
