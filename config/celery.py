@@ -6,6 +6,7 @@ import os
 
 from celery import Celery, bootsteps
 from celery.signals import beat_init, worker_init
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -50,6 +51,8 @@ def _nothing() -> None:
 
 
 app.steps["consumer"].add(WakeUp)
+# The web request's id (and the rest of its log context) on every line of the tasks it sent.
+app.steps["worker"].add(DjangoStructLogInitStep)
 
 
 @worker_init.connect

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import structlog
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.db.models import Count, Min
@@ -49,7 +50,10 @@ def _observe(request: HttpRequest, response: HttpResponse, started: float) -> No
     match = getattr(request, "resolver_match", None)
     route = f"/{match.route}" if match is not None and match.route else "unmatched"
     status = f"{response.status_code // 100}xx"
-    HTTP_LATENCY.labels(route, request.method or "", status).observe(time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    HTTP_LATENCY.labels(route, request.method or "", status).observe(seconds)
+    # For the request's log line, which django-structlog writes once this returns (config.logs).
+    structlog.contextvars.bind_contextvars(route=route, duration_ms=round(seconds * 1000, 1))
 
 
 @sync_and_async_middleware

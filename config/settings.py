@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -9,6 +10,8 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from config.logs import configure as configure_logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -135,6 +138,7 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "ninja",
+    "django_structlog",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -145,7 +149,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "config.metrics.request_metrics",  # first, to time everything below it
+    # First: a request id for every line the request logs, and one line when it ends (with what the next one
+    # binds: its route and duration).
+    "django_structlog.middlewares.RequestMiddleware",
+    "config.metrics.request_metrics",  # to time everything below it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -543,18 +550,17 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    # httpx (and httpx2, under the openai SDK) log every request at INFO: in a worker with a thousand
-    # generations in flight, threads queued on the log handler's lock for half their time (py-spy).
-    "loggers": {
-        name: {"level": "WARNING"} for name in ("daphne", "httpx", "httpx2", "httpcore", "httpcore2")
-    },
-}
+# Logs: one JSON line per request, generation attempt and task, with the web request's id carried into the
+# Celery tasks it sends and the upstream calls they make (config.logs). "console" reads better at a terminal.
+LOG_FORMAT = envstr("LOG_FORMAT", "json" if PRODUCTION else "console")
+if LOG_FORMAT not in ("json", "console"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or console, not {LOG_FORMAT!r}.")
+LOG_PROMPTS = envbool("LOG_PROMPTS", False)  # prompts are redacted from logs unless this is on
+LOGGING = configure_logs(log_format=LOG_FORMAT, log_prompts=LOG_PROMPTS, level=envstr("LOG_LEVEL", "INFO"))
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG  # dropped anyway: one line per request
+DJANGO_STRUCTLOG_CELERY_TASK_START_LOG_LEVEL = logging.DEBUG  # "enqueued" and "started": the end suffices
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = True
 
 # Per-image prices by resolution tier and quality, overriding CREDITS_PER_IMAGE: for example
 # CREDIT_PRICES="4K=300,4K:high=400,2K:high=200".

@@ -35,3 +35,14 @@ def finish(generation: Generation, color=(200, 30, 30, 255)) -> tuple[Generation
 def finished_generation(membership, prompt: str = "a red square") -> tuple[Generation, Image]:
     """A succeeded generation with one stored image, without running a worker."""
     return finish(generation_submit(membership=membership, spec=GenerationSpec.build(prompt=prompt)))
+
+
+def attempt_lines(caplog, generation: Generation) -> list[dict]:
+    """The structured lines (config.logs) the runner logged for the generation's upstream attempts."""
+    return [
+        record.msg
+        for record in caplog.records
+        if isinstance(record.msg, dict)
+        and record.msg.get("event") == "generation_attempt"
+        and record.msg.get("generation") == str(generation.pk)
+    ]

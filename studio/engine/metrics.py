@@ -40,6 +40,9 @@ QUEUE_WAIT = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
 )
 
+# Kept here with the rest, so that every series exists (at zero) in every process, whatever it imported.
+OPEN_SOCKETS = Gauge("studio_websocket_connections", "Open websocket connections of this web process")
+
 
 def process_name(role: str) -> str:
     return f"{role}:{socket.gethostname()}:{os.getpid()}"

@@ -27,7 +27,6 @@ that cannot be written, left to the takeover and the sweeper.
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import threading
 import time
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
+import structlog
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -64,6 +64,8 @@ from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Image, InputRole, Status, UpstreamAccount, UpstreamAttempt
 
 logger = logging.getLogger("studio.engine.runner")
+# One structured line per upstream attempt, with the context of the task (the web request's id).
+attempt_log = structlog.get_logger("studio.engine.runner")
 
 UNEXPECTED_ERROR = "Something went wrong on our side while making this image. Your credits were refunded."
 DAMAGED_IMAGE_ERROR = "The image service sent a damaged image."
@@ -556,14 +558,14 @@ def _log_attempt(
 ) -> None:
     """One structured line per attempt, from what the attempt returned (no database read)."""
     record = {
-        "event": "generation_attempt",
         "generation": str(generation.pk),
         "provider": provider_name,
         "account": account.name if account is not None else "",
         "attempt": attempt,
         "outcome": outcome,
         "latency_ms": round((time.monotonic() - started) * 1000),
-        "request_id": (error.request_id if error else "") or (result.request_id if result else ""),
+        # The upstream's id of its answer; `request_id` is the web request's, from the task's log context.
+        "upstream_request_id": (error.request_id if error else "") or (result.request_id if result else ""),
         "error_code": error.code if error else "",
         "status": error.status if error else None,
         "error": error.message if error else "",
@@ -573,7 +575,7 @@ def _log_attempt(
         "usage": dataclasses.asdict(result.usage) if result and result.usage else None,
     }
     level = logging.WARNING if outcome in ("failed", "error") else logging.INFO
-    logger.log(level, json.dumps(record))
+    attempt_log.log(level, "generation_attempt", **record)
     account_label = account.name if account is not None else provider_name
     ATTEMPTS.labels(account_label, outcome).inc()
     UPSTREAM_LATENCY.labels(account_label, outcome).observe(time.monotonic() - started)

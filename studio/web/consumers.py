@@ -8,13 +8,11 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
-from prometheus_client import Gauge
 
 from accounts.events import user_group
 from accounts.models import Membership
+from studio.engine.metrics import OPEN_SOCKETS
 from studio.web import live
-
-OPEN_SOCKETS = Gauge("studio_websocket_connections", "Open websocket connections of this web process")
 
 # Close codes the page's script knows (4401: log in again; 4403: access ended; 4404: no such workspace).
 CLOSE_UNAUTHENTICATED = 4401

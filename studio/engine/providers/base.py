@@ -2,6 +2,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
+
 from studio.engine.spec import GenerationSpec
 
 
@@ -133,6 +135,16 @@ DAMAGED_IMAGE_MESSAGE = "The image service sent a damaged image."
 QUOTA_MESSAGE = "The studio's image service account is out of quota. Your credits were refunded."
 MODERATION_MESSAGE = "The request was blocked by the safety system. Try rewording the prompt."
 CREDENTIALS_MESSAGE = "The image service refused the studio's credentials."
+
+
+def trace_headers() -> dict[str, str]:
+    """The id of the web request behind this work (bound to the task's log context by django-structlog), sent
+    upstream so that its logs and the studio's can be matched."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return {TRACE_HEADER: str(request_id)} if request_id else {}
+
+
+TRACE_HEADER = "X-Client-Request-Id"  # OpenAI's name for a caller's own request id
 
 
 def retry_after_seconds(header: str | None) -> float | None:

@@ -32,6 +32,7 @@ from studio.engine.providers.base import (
     Usage,
     classify_failure,
     retry_after_seconds,
+    trace_headers,
 )
 from studio.engine.spec import GenerationSpec
 
@@ -175,6 +176,7 @@ class OpenAIProvider:
             "output_format": spec.output_format,
             "background": spec.background,
             "timeout": self.timeout_4k_seconds if spec.tier == "4K" else self.timeout_seconds,
+            "extra_headers": trace_headers(),
         }
         if spec.output_compression is not None:
             params["output_compression"] = spec.output_compression
@@ -461,6 +463,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
             tools=[tool],
             stream=stream,
             timeout=self.timeout_4k_seconds if spec.tier == "4K" else self.timeout_seconds,
+            extra_headers=trace_headers(),
         )
 
     def _read_events(self, stream: Iterable[Any], request_id: str) -> Iterator[Event]:

@@ -46,6 +46,7 @@ from studio.engine.providers.base import (
     Transient,
     classify_failure,
     retry_after_seconds,
+    trace_headers,
 )
 from studio.engine.providers.local import encode
 from studio.engine.spec import GenerationSpec
@@ -182,7 +183,11 @@ class TaskServiceProvider:
                 method,
                 self.base_url + path,
                 json=json,
-                headers={"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"},
+                headers={
+                    "Authorization": f"Bearer {self.api_key}",
+                    "Accept": "application/json",
+                    **trace_headers(),
+                },
             )
         except httpx.TimeoutException as error:
             raise Transient(

@@ -1,7 +1,6 @@
 """Canceling, with a real worker: a running generation stops, keeps its canceled status and is refunded once;
 a queued one is never run."""
 
-import json
 import logging
 
 import pytest
@@ -14,7 +13,7 @@ from studio.engine.services import generation_cancel, generation_submit
 from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
 from tests.conftest import png_bytes
-from tests.helpers import personal_membership
+from tests.helpers import attempt_lines, personal_membership
 from tests.workers import (
     FinishedTasks,
     discard_queue,
@@ -61,9 +60,7 @@ def refunds_of(generation: Generation) -> list[int]:
 
 
 def attempt_outcomes(caplog, generation: Generation) -> list[str]:
-    messages = [record.getMessage() for record in caplog.records if record.name == "studio.engine.runner"]
-    lines = [json.loads(message) for message in messages if message.startswith("{")]
-    return [line["outcome"] for line in lines if line["generation"] == str(generation.pk)]
+    return [line["outcome"] for line in attempt_lines(caplog, generation)]
 
 
 def test_the_author_cancels_a_running_generation_and_the_runner_stops_without_storing_anything(

@@ -3,7 +3,6 @@ provider, through the official SDK, against the fake Images API on 127.0.0.1. Fo
 status, the money (one spend, at most one refund), the number of upstream attempts and the message shown."""
 
 import io
-import json
 import logging
 
 import pytest
@@ -24,7 +23,7 @@ from studio.engine.spec import GenerationSpec
 from studio.models import Generation, Status
 from tests.conftest import png_bytes
 from tests.fake_upstream import FAILURE_MODES, FakeUpstream
-from tests.helpers import personal_membership
+from tests.helpers import attempt_lines, personal_membership
 from tests.workers import FinishedTasks, new_queue, worker_in_process
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
@@ -110,11 +109,7 @@ def money_of(user, generation: Generation) -> dict:
     }
 
 
-def attempt_logs(caplog, generation: Generation) -> list[dict]:
-    """The structured lines the runner logged for the generation's attempts."""
-    messages = [record.getMessage() for record in caplog.records if record.name == "studio.engine.runner"]
-    lines = [json.loads(message) for message in messages if message.startswith("{")]
-    return [line for line in lines if line["generation"] == str(generation.pk)]
+attempt_logs = attempt_lines
 
 
 def spec(**options) -> GenerationSpec:
@@ -228,7 +223,7 @@ def test_a_streamed_success_records_what_the_upstream_reported(upstream, finishe
     [line] = attempt_logs(caplog, generation)
     assert line["event"] == "generation_attempt" and line["outcome"] == "succeeded"
     assert line["provider"] == "openai" and line["attempt"] == 1
-    assert line["request_id"] == "req_fake_0001" and line["size"] == "1536x1024"
+    assert line["upstream_request_id"] == "req_fake_0001" and line["size"] == "1536x1024"
     assert line["usage"]["total_tokens"] == 276 and line["latency_ms"] >= 200
 
 
@@ -249,7 +244,10 @@ def test_each_attempt_writes_one_structured_log_line(upstream, finished, alice, 
     lines = attempt_logs(caplog, generation)
     assert [(line["attempt"], line["outcome"]) for line in lines] == [(1, "retrying"), (2, "succeeded")]
     assert lines[0]["status"] == 429 and lines[0]["error_code"] == "rate_limit_exceeded"
-    assert lines[0]["request_id"] == "req_fake_0001" and lines[1]["request_id"] == "req_fake_0002"
+    assert (
+        lines[0]["upstream_request_id"] == "req_fake_0001"
+        and lines[1]["upstream_request_id"] == "req_fake_0002"
+    )
     assert generation.upstream_request_id == "req_fake_0002"
 
 
