@@ -1,12 +1,14 @@
 """Creative work: projects, generations, their inputs and the images they produce."""
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchVector, SearchVectorExact
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import connections, models
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -207,9 +209,46 @@ class UpstreamAttempt(models.Model):
         return f"{self.account} {self.outcome} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
+# Search over prompts and revised prompts. On PostgreSQL, full-text search: a GIN index of this vector
+# (migration 0013) in the "simple" configuration, which lowercases words and neither stems them nor drops
+# stop words, so it serves every language written with spaces alike; each word matches as a prefix ("light"
+# finds "lighthouse"), as the substring search before it did. Words in scripts written without spaces
+# (Chinese, Japanese, Thai...) match as substrings. On SQLite, every word as a substring.
+SEARCH_CONFIG = "simple"
+UNSPACED_SCRIPTS = re.compile(
+    r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
+)
+
+
+def prompt_vector() -> SearchVector:
+    """The indexed expression: queries must build it exactly so for PostgreSQL to use the index."""
+    return SearchVector("prompt", "revised_prompt", config=SEARCH_CONFIG)
+
+
+def prompt_query(words: list[str]) -> SearchQuery | None:
+    """Every word's letters and digits as a prefix, all required; None when no word has any."""
+    terms = [term for word in words if not UNSPACED_SCRIPTS.search(word) for term in re.findall(r"\w+", word)]
+    if not terms:
+        return None
+    return SearchQuery(" & ".join(f"{term}:*" for term in terms), search_type="raw", config=SEARCH_CONFIG)
+
+
 class GenerationQuerySet(models.QuerySet["Generation"]):
     def for_user(self, user: "User") -> "GenerationQuerySet":
         return self.filter(workspace__memberships__user=user)
+
+    def matching(self, words: list[str]) -> "GenerationQuerySet":
+        """Generations whose prompt or revised prompt holds every word (see SEARCH_CONFIG). A "word" without a
+        letter or digit (`&`, `!(`) is no word: it is ignored, on every database alike."""
+        words = [word for word in words if re.search(r"\w", word)]
+        found = self
+        if connections[self.db].vendor == "postgresql":
+            if (query := prompt_query(words)) is not None:
+                found = found.filter(SearchVectorExact(prompt_vector(), query))
+            words = [word for word in words if UNSPACED_SCRIPTS.search(word)]
+        for word in words:
+            found = found.filter(Q(prompt__icontains=word) | Q(revised_prompt__icontains=word))
+        return found
 
 
 class Generation(models.Model):

@@ -5,9 +5,9 @@ Pages are cut with a cursor (the last item's time and id), not an offset: page 4
 and images arriving meanwhile do not shift what comes next. Each page is a fixed number of queries, whatever
 the size of the workspace (tests/studio/test_gallery.py counts them; benches/gallery.py times them).
 
-Search is `icontains` over prompts and revised prompts, word by word. It scans the workspace's rows, which is
-fast enough for tens of thousands of images; beyond that, PostgreSQL full-text search (a `SearchVector` of
-the prompts with a GIN index, queried with `websearch_to_tsquery`) is the next step.
+Search is over prompts and revised prompts, every word required (`Generation.objects.matching`): PostgreSQL's
+full-text search on its GIN index (each word as a prefix, any language), substrings on SQLite. The prompt
+history ranks its matches by relevance on PostgreSQL.
 """
 
 import uuid
@@ -17,7 +17,9 @@ from typing import Any, cast
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.contrib.postgres.search import SearchRank
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
@@ -32,9 +34,12 @@ from studio.models import (
     ACTIVE_STATUSES,
     Favourite,
     Generation,
+    GenerationQuerySet,
     Image,
     Project,
     Status,
+    prompt_query,
+    prompt_vector,
 )
 
 GALLERY_PAGE_SIZE = 48
@@ -112,11 +117,9 @@ def _words(text: str) -> list[str]:
     return text.split()[:MAX_SEARCH_WORDS]
 
 
-def _matching(generations: QuerySet, text: str) -> QuerySet:
-    """Generations whose prompt or revised prompt contains every word of `text`."""
-    for word in _words(text):
-        generations = generations.filter(Q(prompt__icontains=word) | Q(revised_prompt__icontains=word))
-    return generations
+def _matching(generations: QuerySet[Generation], text: str) -> QuerySet[Generation]:
+    """Generations whose prompt or revised prompt holds every word of `text`."""
+    return cast(GenerationQuerySet, generations).matching(_words(text))
 
 
 def _narrow(queryset: QuerySet, filters: GalleryFilters, *, through: str = "") -> QuerySet:
@@ -235,14 +238,16 @@ def gallery(request: AuthenticatedRequest) -> HttpResponse:
 def history(request: AuthenticatedRequest) -> HttpResponse:
     membership = request.membership
     query = request.GET.get("q", "").strip()[:200]
-    mine = Generation.objects.filter(workspace=membership.workspace, author=request.user)
-    for word in _words(query):
-        mine = mine.filter(prompt__icontains=word)
-    prompts = (
-        mine.values("prompt")
-        .annotate(last_used=Max("created_at"), uses=Count("pk"))
-        .order_by("-last_used", "prompt")
-    )
+    words = _words(query)
+    mine = Generation.objects.filter(workspace=membership.workspace, author=request.user).matching(words)
+    prompts = mine.values("prompt").annotate(last_used=Max("created_at"), uses=Count("pk"))
+    ranked = prompt_query(words) if connection.vendor == "postgresql" else None
+    if ranked is not None:
+        # Best matches first (a prompt's best-ranked use), then the most recent.
+        prompts = prompts.annotate(rank=Max(SearchRank(prompt_vector(), ranked)))
+        prompts = prompts.order_by("-rank", "-last_used", "prompt")
+    else:
+        prompts = prompts.order_by("-last_used", "prompt")
     page = Paginator(prompts, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
     latest: dict[str, Generation] = {}
