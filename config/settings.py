@@ -544,6 +544,8 @@ GENERATION_DATABASE_WAIT_SECONDS = envfloat("GENERATION_DATABASE_WAIT_SECONDS", 
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-generations": {"task": "studio.tasks.sweep_stuck_generations", "schedule": 60.0},
+    # Media the admin's retention policy no longer keeps (studio.engine.retention).
+    "apply-retention": {"task": "studio.tasks.apply_retention", "schedule": 24 * 3600.0},
     "purge-expired-invitations": {
         "task": "accounts.tasks.purge_expired_invitations",
         "schedule": 24 * 3600.0,

@@ -21,6 +21,7 @@ from studio.models import (
     Image,
     PriceRule,
     Project,
+    RetentionPolicy,
     UpstreamAccount,
     WebhookDelivery,
 )
@@ -362,3 +363,17 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
             return f"{pool.slots_in_use(account)} / {account.max_concurrent}"
         except Exception:
             return f"? / {account.max_concurrent}"
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    """One policy: no second one to add, none to delete. `manage.py retention --dry-run` shows its effect."""
+
+    list_display = ("__str__", "enabled", "partials_after_hours", "orphans_after_hours", "orphan_action")
+    readonly_fields = ("updated_at",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not RetentionPolicy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -472,3 +472,45 @@ class WebhookDelivery(models.Model):
     def __str__(self) -> str:
         outcome = "delivered" if self.succeeded else f"failed ({self.status_code or self.error})"
         return f"Webhook {self.attempt} for {self.generation_id}: {outcome}"
+
+
+class OrphanAction(models.TextChoices):
+    DELETE = "delete", "Delete them"
+    ARCHIVE = "archive", "Move them to a cheaper storage class (S3 only; deleted elsewhere)"
+
+
+class RetentionPolicy(models.Model):
+    """What the daily retention job (studio.engine.retention) removes from media storage: one row, edited in
+    the admin. Files a row still names are never touched, whatever is set here."""
+
+    enabled = models.BooleanField(
+        default=True, help_text="Run the daily job (the `retention` command runs on demand either way)."
+    )
+    partials_after_hours = models.PositiveIntegerField(
+        default=24,
+        validators=[MinValueValidator(1)],
+        help_text="Delete the partial image of a generation that ended this long ago.",
+    )
+    orphans_after_hours = models.PositiveIntegerField(
+        default=72,
+        validators=[MinValueValidator(1)],
+        help_text="Remove files no image, input or generation names (those of deleted generations, or left "
+        "by a failed delete) once they are this old. Younger ones may belong to a generation being saved.",
+    )
+    orphan_action = models.CharField(max_length=10, choices=OrphanAction.choices, default=OrphanAction.DELETE)
+    archive_storage_class = models.CharField(
+        max_length=30, default="GLACIER_IR", help_text="The S3 storage class archived files move to."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "retention policy"
+        verbose_name_plural = "retention policy"
+
+    def __str__(self) -> str:
+        return "Retention policy"
+
+    @classmethod
+    def current(cls) -> "RetentionPolicy":
+        policy, _ = cls.objects.get_or_create(pk=1)
+        return policy

@@ -9,6 +9,7 @@ from celery import current_app
 
 RUN_GENERATION = "studio.tasks.run_generation"
 SWEEP_STUCK_GENERATIONS = "studio.tasks.sweep_stuck_generations"
+APPLY_RETENTION = "studio.tasks.apply_retention"
 DELIVER_WEBHOOK = "studio.tasks.deliver_webhook"
 POLL_GENERATION = "studio.tasks.poll_generation"
 

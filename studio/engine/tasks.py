@@ -5,7 +5,8 @@ from typing import Any
 
 from celery import shared_task
 
-from studio.engine import queue, runner, sweeper
+from studio.engine import queue, retention, runner, sweeper
+from studio.models import RetentionPolicy
 
 # While the database is away before a claim: try again every 15 s for ten minutes, then leave the still
 # queued generation to the sweeper, which refunds it.
@@ -43,3 +44,13 @@ def poll_generation(self: Any, generation_id: str, owner: str) -> None:
 @shared_task(name=queue.SWEEP_STUCK_GENERATIONS, ignore_result=True)
 def sweep_stuck_generations() -> int:
     return sweeper.sweep_stuck_generations()
+
+
+@shared_task(name=queue.APPLY_RETENTION, ignore_result=True)
+def apply_retention() -> int:
+    """Beat's daily retention pass (skipped while the admin's policy is disabled); the files it removed."""
+    policy = RetentionPolicy.current()
+    if not policy.enabled:
+        return 0
+    report = retention.apply(policy)
+    return report.partials + report.orphans
