@@ -53,3 +53,28 @@ def test_the_studio_processes_fit_in_postgres_connections():
     ]
     # Leave a fifth for migrations, the admin's shell and PostgreSQL's own reserved connections.
     assert sum(pools) <= max_connections * 0.8, (pools, max_connections)
+
+
+def test_workers_are_given_time_to_finish_their_generations_when_stopped():
+    assert SERVICES["worker"]["stop_grace_period"] == "15m"
+
+
+NODE = yaml.safe_load((ROOT / "compose.node.yaml").read_text())["services"]
+
+
+def test_another_node_runs_web_and_workers_only_on_the_shared_services():
+    """No beat (one per deployment), no migrate (once), no database, Redis or bucket of its own."""
+    assert set(NODE) == {"web", "worker"}
+    for name, service in NODE.items():
+        assert service["image"] == SERVICES[name]["image"]
+        assert not service.get("volumes") and service["healthcheck"]["test"]
+        environment = service["environment"]
+        for required in (
+            "DATABASE_URL",
+            "REDIS_URL",
+            "SECRET_KEY",
+            "STUDIO_ENCRYPTION_KEYS",
+            "AWS_STORAGE_BUCKET_NAME",
+        ):
+            assert ":?" in environment[required], f"{name} must refuse to start without {required}"
+    assert NODE["worker"]["stop_grace_period"] == SERVICES["worker"]["stop_grace_period"]
