@@ -8,10 +8,10 @@ a key's prefix); a secret is never passed, and `record` refuses keys that name o
 
 import contextvars
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from allauth.mfa.signals import authenticator_added, authenticator_removed
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
@@ -33,13 +33,31 @@ def client_ip(request: HttpRequest) -> str | None:
 
 
 class AuditMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    """Notes the client's address for the audit events the request records (async-capable: no thread hop)."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
         token = _current_ip.set(client_ip(request))
         try:
             return self.get_response(request)
+        finally:
+            _current_ip.reset(token)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        # The variable is set in this task's context; the view's thread (sync_to_async) runs in a copy of it.
+        token = _current_ip.set(client_ip(request))
+        try:
+            return await self.get_response(request)
         finally:
             _current_ip.reset(token)
 

@@ -1,5 +1,6 @@
-from collections.abc import Callable
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -25,14 +26,25 @@ def current_membership(request: HttpRequest) -> Membership | None:
     return memberships.get(workspace=workspace)
 
 
-class CurrentWorkspaceMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+class _SyncAndAsync:
+    """A middleware Django runs in whichever mode the chain around it is: a sync-only middleware in an ASGI
+    chain costs every request two thread hops (to a thread for it, back to the loop for the rest)."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        # Declared for the type checker on accounts.http.AuthenticatedRequest.
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)  # type: ignore[type-var]  # as Django documents, on the instance
+
+
+class CurrentWorkspaceMiddleware(_SyncAndAsync):
+    def __call__(self, request: HttpRequest) -> Any:
+        # Declared for the type checker on accounts.http.AuthenticatedRequest. Lazy: read on first use.
         request.membership = SimpleLazyObject(lambda: current_membership(request))  # type: ignore[attr-defined]
-        return self.get_response(request)
+        return self.get_response(request)  # the response, or the coroutine of the async chain
 
 
 def has_second_factor(user: User) -> bool:
@@ -41,21 +53,33 @@ def has_second_factor(user: User) -> bool:
     return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
 
 
-class TwoFactorRequiredMiddleware:
+class TwoFactorRequiredMiddleware(_SyncAndAsync):
     """Pages of a workspace whose owners require two-factor authentication, and the admin when
     ADMIN_REQUIRE_TWO_FACTOR is set, send a signed-in user without a second factor to set one up first.
     The account pages (allauth's, under /accounts/) stay open, so the way out is always reachable."""
 
     OPEN_PREFIXES = ("/accounts/", "/static/", "/healthz", "/readyz", "/metrics", "/v1/", "/api/", "/ws/")
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        if refused := self._refusal(request):
+            return refused
+        return self.get_response(request)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        # The open paths (the API above all) need no session, user or database: no thread for them.
+        if not request.path.startswith(self.OPEN_PREFIXES) and (
+            refused := await sync_to_async(self._refusal)(request)
+        ):
+            return refused
+        return await self.get_response(request)
+
+    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
         if self._needs_second_factor(request):
             messages.warning(request, "Set up two-factor authentication to continue: this is required here.")
             return redirect("mfa_activate_totp")
-        return self.get_response(request)
+        return None
 
     def _needs_second_factor(self, request: HttpRequest) -> bool:
         if request.path.startswith(self.OPEN_PREFIXES):  # first: an API call then loads no session or user

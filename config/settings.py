@@ -154,7 +154,7 @@ MIDDLEWARE = [
     "django_structlog.middlewares.RequestMiddleware",
     "config.metrics.request_metrics",  # to time everything below it
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.static.StaticFilesMiddleware",  # WhiteNoise, without a thread for what is not a static file
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
