@@ -5,7 +5,7 @@ import ctypes
 import os
 
 from celery import Celery, bootsteps
-from celery.signals import beat_init, worker_init
+from celery.signals import beat_init, setup_logging, worker_init
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -53,6 +53,17 @@ def _nothing() -> None:
 app.steps["consumer"].add(WakeUp)
 # The web request's id (and the rest of its log context) on every line of the tasks it sent.
 app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+@setup_logging.connect
+def _log_as_django_does(**kwargs: object) -> None:
+    """Workers and beat log through the project's LOGGING (config.logs: JSON lines in production) instead of
+    Celery's own format; connecting here is what keeps Celery from replacing the root logger's handlers."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
 
 
 @worker_init.connect

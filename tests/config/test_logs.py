@@ -15,7 +15,7 @@ from studio.engine.providers.base import TRACE_HEADER
 from studio.models import Generation, Status
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import attempt_lines, personal_membership
-from tests.workers import FinishedTasks, new_queue, worker_in_process
+from tests.workers import FinishedTasks, WorkerProcess, new_queue, worker_in_process
 
 
 def json_formatter() -> logging.Formatter:
@@ -120,3 +120,16 @@ def test_the_request_id_reaches_the_task_the_attempt_line_and_the_upstream(
     assert attempt["upstream_request_id"].startswith("req_fake_")
     [upstream_request] = fake_upstream.requests
     assert upstream_request.headers[TRACE_HEADER.lower()] == request_id
+
+
+@pytest.mark.pipeline
+def test_a_worker_process_logs_json_lines_too(tmp_path):
+    """Celery would format its own lines and the studio's dicts as text: the worker keeps config.logs'."""
+    worker = WorkerProcess(new_queue(), tmp_path / "worker.log", LOG_FORMAT="json").start()
+    try:
+        worker.wait_for_log("ready.")
+    finally:
+        worker.kill()
+    [ready] = [line for line in worker.log.splitlines() if "ready." in line]
+    line = json.loads(ready)
+    assert line["event"].endswith("ready.") and line["level"] == "info" and "timestamp" in line
