@@ -18,7 +18,7 @@ def communicator_for(headers: list[tuple[bytes, bytes]], workspace_id) -> Websoc
     return WebsocketCommunicator(application, f"/ws/studio/?workspace={workspace_id}", headers=headers)
 
 
-async def receive_all(communicator: WebsocketCommunicator, *, quiet_for: float = 0.5) -> list[str]:
+async def receive_all(communicator: WebsocketCommunicator, *, quiet_for: float = 1.0) -> list[str]:
     """Every message until none comes for `quiet_for` seconds. (receive_from's own timeout would cancel
     the application, so wait with receive_nothing instead.)"""
     messages = []

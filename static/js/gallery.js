@@ -71,6 +71,28 @@
 
   // New tiles (the next page, or new filters) arrive through htmx.
   document.addEventListener("htmx:afterSettle", refreshSelection);
+  document.addEventListener("studio:live-removed", refreshSelection);
+
+  // Images made meanwhile arrive over the page's websocket in the hidden #live-tiles. The first page of the
+  // whole gallery (data-live) takes them at its top, newest first, skipping any it shows already; a page
+  // narrowed by filters, or an older page, says new images exist instead (they may not match, and the
+  // cursor of the next page stays as it was).
+  document.body.addEventListener("htmx:wsAfterMessage", function () {
+    var arrived = document.getElementById("live-tiles");
+    if (!arrived || !arrived.children.length) return;
+    var tiles = document.getElementById("gallery-tiles");
+    var fresh = Array.prototype.slice.call(arrived.children).filter(function (tile) {
+      return !tiles || !tile.id || !tiles.querySelector("#" + CSS.escape(tile.id));
+    });
+    if (tiles && tiles.hasAttribute("data-live")) {
+      fresh.reverse().forEach(function (tile) { tiles.prepend(tile); });
+      refreshSelection();
+    } else if (fresh.length) {
+      var notice = document.getElementById("live-notice");
+      if (notice) notice.hidden = false;
+    }
+    arrived.replaceChildren();
+  });
   document.addEventListener("DOMContentLoaded", refreshSelection);
 
   // The image view: arrow keys go to the newer and older image, unless the user is typing somewhere.

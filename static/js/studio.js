@@ -102,21 +102,37 @@
     if (!gallery || typeof event.detail.message !== "string") return;
     var parsed = document.createElement("template");
     parsed.innerHTML = event.detail.message;
+    var sink = document.getElementById("live-sink");
     // Top-level cards only; ":scope >" matches nothing in a template's fragment, so walk its children.
     Array.prototype.forEach.call(parsed.content.children, function (card) {
       if (!card.matches("article[id^='generation-']") || document.getElementById(card.id)) return;
-      // A gallery narrowed to one project takes new cards of that project only: drop the message (the
-      // consumer sends one card per message), rather than leave htmx a card with no place to go.
-      if (gallery.dataset.project && card.dataset.project !== gallery.dataset.project) {
-        event.preventDefault();
-        return;
-      }
       var slot = document.createElement("article");
       slot.id = card.id;
       slot.dataset.seq = "-1";
+      // A page narrowed to one project shows new cards of that project only: one of another lands in the
+      // hidden sink (a message holds several cards, and each needs a place to go), emptied after it.
+      if (gallery.dataset.project && card.dataset.project !== gallery.dataset.project) {
+        if (sink) sink.append(slot);
+        return;
+      }
       gallery.prepend(slot);
       var empty = document.getElementById("gallery-empty");
       if (empty) empty.remove();
     });
+  });
+
+  // After each live message: empty the sink, and take off the page what was deleted elsewhere (the hidden
+  // #live-removed holder names the elements: cards here, tiles in the gallery).
+  document.body.addEventListener("htmx:wsAfterMessage", function () {
+    var sink = document.getElementById("live-sink");
+    if (sink) sink.replaceChildren();
+    var removed = document.getElementById("live-removed");
+    if (!removed || !removed.dataset.remove) return;
+    removed.dataset.remove.split(" ").forEach(function (id) {
+      var element = id && document.getElementById(id);
+      if (element && element !== removed) element.remove();
+    });
+    removed.dataset.remove = "";
+    document.body.dispatchEvent(new CustomEvent("studio:live-removed"));
   });
 })();

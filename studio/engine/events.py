@@ -88,3 +88,19 @@ def publish_generation_changed(generation: Generation) -> None:
         _publisher.run(send_all())
     except TimeoutError:
         logger.warning("publishing the change of generation %s timed out", generation.pk)
+
+
+def publish_removed(workspace_id: int, *, images: list[str], generations: list[str]) -> None:
+    """Tell the workspace's open pages that these images (and these generations, left without any) are gone,
+    so that their tiles and cards leave every page. Never raises."""
+    layer = get_channel_layer()
+    if layer is None or not (images or generations):
+        return
+    message = {"type": "items.removed", "images": images, "generations": generations}
+    try:
+        if _publisher is None:
+            async_to_sync(layer.group_send)(workspace_group(workspace_id), message)
+        else:
+            _publisher.run(layer.group_send(workspace_group(workspace_id), message))
+    except Exception:
+        logger.warning("could not publish the removal of %s images", len(images), exc_info=True)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.models import ApiKey, Membership, User
 from studio.engine import pricing, queue
-from studio.engine.events import publish_generation_changed
+from studio.engine.events import publish_generation_changed, publish_removed
 from studio.engine.images import CheckedImage
 from studio.engine.spec import GenerationSpec
 from studio.models import (
@@ -354,8 +354,13 @@ def images_delete(*, membership: Membership, images: list[Image]) -> int:
             files.extend(item.file.name for item in generation.inputs.all() if item.file)
             if generation.partial_image:
                 files.append(generation.partial_image.name)
+        emptied_ids = [str(pk) for pk in emptied.values_list("pk", flat=True)]
         emptied.delete()
         transaction.on_commit(lambda: _delete_files(files))
+        removed = [str(image.pk) for image in doomed]
+        transaction.on_commit(
+            lambda: publish_removed(membership.workspace_id, images=removed, generations=emptied_ids)
+        )
     return len(doomed)
 
 

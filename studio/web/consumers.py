@@ -23,13 +23,16 @@ CLOSE_NOT_A_MEMBER = 4404
 class StudioConsumer(AsyncWebsocketConsumer):
     user_id: int
     workspace_id: int | None = None
+    view = "home"  # or "gallery": what the page shows, cards or tiles (?view=)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        workspace_id = parse_qs(self.scope.get("query_string", b"").decode()).get("workspace", [""])[0]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        workspace_id = query.get("workspace", [""])[0]
+        self.view = "gallery" if query.get("view", [""])[0] == "gallery" else "home"
         is_member = (
             workspace_id.isdigit()
             and await database_sync_to_async(

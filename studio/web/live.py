@@ -28,7 +28,7 @@ from django.template.loader import render_to_string
 
 from accounts.models import Membership, Role
 from studio.engine.events import workspace_group
-from studio.models import Generation
+from studio.models import Generation, Status
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Viewer(Protocol):
     """A page's websocket (studio.web.consumers.StudioConsumer)."""
 
     user_id: int
+    view: str  # "home" (the cards) or "gallery" (the tiles)
 
     async def send_cards(self, html: str) -> None: ...
 
@@ -61,6 +62,7 @@ class Card:
     author_id: int
     html: str
     html_with_cancel: str
+    tiles: str = ""  # the gallery's tiles of its images, once it has succeeded
 
     def for_viewer(self, user_id: int, role: str) -> str:
         if user_id == self.author_id or role == Role.OWNER:
@@ -92,9 +94,20 @@ def render_cards(workspace_id: int, generation_ids: list[str]) -> list[Card]:
                 author_id=generation.author_id,
                 html=html,
                 html_with_cancel=html_with_cancel,
+                tiles=_tiles(generation, anyone) if generation.status == Status.SUCCEEDED else "",
             )
         )
     return cards
+
+
+def _tiles(generation: Generation, membership: Membership) -> str:
+    """Its images as gallery tiles (nobody has starred a new image yet: one rendering serves everyone)."""
+    tiles = []
+    for image in generation.images.all():
+        image.is_favourite = False  # type: ignore[attr-defined]  # the gallery's annotation
+        context = {"image": image, "generation": generation, "membership": membership}
+        tiles.append(render_to_string("studio/gallery.html#image-tile", context))
+    return "".join(tiles)
 
 
 def _render(generation: Generation, membership: Membership) -> str:
@@ -126,6 +139,7 @@ class WorkspaceFeed:
         self.layer = layer
         self.viewers: dict[Viewer, None] = {}  # insertion-ordered set
         self.pending: dict[str, int] = {}
+        self.removed: set[str] = set()  # element ids to take off the pages: "tile-<image>", "generation-<id>"
         self.sent: OrderedDict[str, int] = OrderedDict()
         self.channel = ""
         self.listener: asyncio.Task | None = None
@@ -161,6 +175,13 @@ class WorkspaceFeed:
             if time.monotonic() - renewed > GROUP_RENEW_SECONDS:
                 await self.layer.group_add(self.group, self.channel)
                 renewed = time.monotonic()
+            if message.get("type") == "items.removed":
+                self.removed.update(f"tile-{image}" for image in message.get("images", []))
+                self.removed.update(f"generation-{gid}" for gid in message.get("generations", []))
+                self.removed.update(f"tile-{gid}" for gid in message.get("generations", []))
+                if self.flusher is None:
+                    self.flusher = asyncio.create_task(self.flush_soon())
+                continue
             if message.get("type") != "generation.changed":
                 continue
             generation_id, seq = str(message["id"]), int(message.get("seq", 0))
@@ -175,6 +196,7 @@ class WorkspaceFeed:
         async with self.sending:
             # Changes arriving from here on start the next round (sent after this one: the lock).
             changed, self.pending, self.flusher = self.pending, {}, None
+            removed, self.removed = sorted(self.removed), set()
             viewers = list(self.viewers)
             if not viewers:
                 return
@@ -186,17 +208,31 @@ class WorkspaceFeed:
                 logger.warning("live feed of %s could not load %s", self.group, list(changed), exc_info=True)
                 return
             cards = [card for card in cards if self._fresh(card.generation_id, card.seq)]
-            if not cards:
+            if not cards and not removed:
                 return
+            tiles = "".join(card.tiles for card in cards)
+            # Removals go to a hidden holder every live page has; its script takes the named elements off
+            # the page (an out-of-band "delete" of an element a page does not show would be an error there).
+            removals = (
+                f'<div id="live-removed" hx-swap-oob="true" hidden data-remove="{" ".join(removed)}"></div>'
+                if removed
+                else ""
+            )
             for viewer in viewers:
                 role = roles.get(viewer.user_id)
                 try:
                     if role is None:
                         await viewer.end_access()
+                    elif viewer.view == "gallery":
+                        if tiles or removals:
+                            holder = (
+                                f'<ul id="live-tiles" hx-swap-oob="true" hidden>{tiles}</ul>' if tiles else ""
+                            )
+                            await viewer.send_cards(holder + removals)
                     else:
-                        await viewer.send_cards(
-                            "".join(card.for_viewer(viewer.user_id, role) for card in cards)
-                        )
+                        html = "".join(card.for_viewer(viewer.user_id, role) for card in cards)
+                        if html or removals:
+                            await viewer.send_cards(html + removals)
                 except Exception:  # one viewer's closed socket must not cost the others their update
                     logger.debug("could not send to a viewer of %s", self.group, exc_info=True)
 

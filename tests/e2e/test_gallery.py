@@ -165,3 +165,55 @@ def test_an_owner_deletes_selected_images_after_confirming(page, studio_server):
     expect(page.locator("#gallery-tiles > li.tile")).to_have_count(1)
     expect(page.locator("#gallery-tiles > li.tile")).to_contain_text("a keeper")
     assert page.console.errors == []
+
+
+def test_the_gallery_updates_live_new_images_appear_and_deleted_ones_vanish(browser, studio_server):
+    suffix = uuid.uuid4().hex[:6]
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    try:
+        maker, watcher = (context.new_page() for context in contexts)
+        for page in (maker, watcher):
+            page.set_default_timeout(20_000)
+            page.console = ConsoleWatcher(page)
+        sign_up(maker, studio_server.url, f"artist{suffix}")
+        sign_up(watcher, studio_server.url, f"guest{suffix}")
+        team = f"Live gallery {suffix}"
+        add_member(
+            studio_server, workspace=team, owner=f"artist{suffix}", members={f"guest{suffix}": "viewer"}
+        )
+        switch_workspace(maker, team)
+        switch_workspace(watcher, team)
+        generate(maker, "the first lighthouse")
+
+        watcher.goto(f"{studio_server.url}/gallery/")
+        tiles = watcher.locator("#gallery-tiles > li.tile")
+        expect(tiles).to_have_count(1)
+        watcher.evaluate("window.liveMarker = 'not reloaded'")
+
+        generate(maker, "the second lighthouse")  # made on the home page, seen in the viewer's gallery
+        expect(tiles).to_have_count(2, timeout=40_000)
+        expect(tiles.first).to_contain_text("the second lighthouse")
+
+        maker.goto(f"{studio_server.url}/gallery/")
+        first = maker.locator("#gallery-tiles > li.tile", has_text="the first lighthouse")
+        first.hover()
+        first.get_by_role("checkbox").check()
+        maker.get_by_role("button", name="Delete…").click()
+        maker.get_by_role("button", name="Delete 1 image").click()
+        expect(maker.locator(".message-success")).to_have_text("Deleted 1 image.")
+
+        expect(tiles).to_have_count(1)
+        expect(tiles.first).to_contain_text("the second lighthouse")
+        assert watcher.evaluate("window.liveMarker") == "not reloaded"
+
+        # A gallery narrowed by a search keeps its tiles and says that new images exist.
+        watcher.goto(f"{studio_server.url}/gallery/?q=second")
+        expect(tiles).to_have_count(1)
+        maker.goto(f"{studio_server.url}/")
+        generate(maker, "a third, unrelated picture")
+        expect(watcher.locator("#live-notice")).to_be_visible(timeout=40_000)
+        expect(tiles).to_have_count(1)
+        assert maker.console.errors == [] and watcher.console.errors == []
+    finally:
+        for context in contexts:
+            context.close()

@@ -19,6 +19,12 @@ def in_memory_channel_layer(settings):
 
 
 @pytest.fixture(autouse=True)
+def quick_live_feed(monkeypatch):
+    """Changes gather for 50 ms instead of 250: the tests wait for quiet, and a loaded machine is slow."""
+    monkeypatch.setattr("studio.web.live.COALESCE_SECONDS", 0.05)
+
+
+@pytest.fixture(autouse=True)
 def no_worker(monkeypatch):
     monkeypatch.setattr("studio.engine.queue.run_generation", lambda generation_id: None)
 
@@ -256,3 +262,48 @@ def test_open_websockets_are_counted_for_the_metrics(alice):
 
     before, during, after = async_to_sync(scenario)()
     assert during == before + 3 and after == before
+
+
+def gallery_communicator(headers, workspace_id):
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    return WebsocketCommunicator(
+        application, f"/ws/studio/?workspace={workspace_id}&view=gallery", headers=headers
+    )
+
+
+def test_the_gallery_gets_new_tiles_and_every_page_loses_what_was_deleted(team):
+    """A gallery page gets a succeeded generation's tiles (not its card); after a delete, the gallery and the
+    home page both get the ids to take off, the emptied generation's card among them."""
+    from studio.engine.services import images_delete
+    from tests.helpers import finished_generation
+
+    workspace = team["workspace"]
+    owner_headers, viewer_headers = session_headers(team["owner"]), session_headers(team["viewer"])
+
+    async def scenario():
+        gallery = gallery_communicator(viewer_headers, workspace.pk)
+        home = communicator_for(owner_headers, workspace.pk)
+        assert (await gallery.connect())[0] and (await home.connect())[0]
+        generation, image = await sync_to_async(finished_generation)(
+            team["memberships"]["owner"], "a new tile"
+        )
+        await sync_to_async(publish_generation_changed)(generation)
+        made = (await receive_all(gallery), await receive_all(home))
+        await sync_to_async(images_delete)(membership=team["memberships"]["owner"], images=[image])
+        deleted = (await receive_all(gallery), await receive_all(home))
+        await gallery.disconnect()
+        await home.disconnect()
+        return generation, image, made, deleted
+
+    generation, image, (gallery_made, home_made), (gallery_deleted, home_deleted) = async_to_sync(scenario)()
+    tiles = [message for message in gallery_made if 'id="live-tiles"' in message]
+    assert tiles and f'id="tile-{image.pk}"' in tiles[-1] and "a new tile" in tiles[-1]
+    assert not any("<article" in message for message in gallery_made)  # tiles, not cards
+    assert any(f'id="generation-{generation.pk}"' in message for message in home_made)
+    assert not any('id="live-tiles"' in message for message in home_made)
+    for messages in (gallery_deleted, home_deleted):
+        [removal] = [message for message in messages if 'id="live-removed"' in message]
+        assert f"tile-{image.pk}" in removal and f"generation-{generation.pk}" in removal

@@ -27,6 +27,12 @@ def redis_channel_layer(settings):
 
 
 @pytest.fixture(autouse=True)
+def quick_live_feed(monkeypatch):
+    """Changes gather for 50 ms instead of 250: the tests wait for quiet, and a loaded machine is slow."""
+    monkeypatch.setattr("studio.web.live.COALESCE_SECONDS", 0.05)
+
+
+@pytest.fixture(autouse=True)
 def no_worker(monkeypatch):
     monkeypatch.setattr("studio.engine.queue.run_generation", lambda generation_id: None)
 
