@@ -11,12 +11,12 @@ import logging
 from typing import Any
 
 from allauth.mfa.signals import authenticator_added, authenticator_removed
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
+from accounts.http import SyncAndAsyncMiddleware
 from accounts.models import AuditAction, AuditEvent, User, Workspace
 
 logger = logging.getLogger("studio.audit")
@@ -32,17 +32,8 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-class AuditMiddleware:
+class AuditMiddleware(SyncAndAsyncMiddleware):
     """Notes the client's address for the audit events the request records (async-capable: no thread hop)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:

@@ -1,7 +1,8 @@
 """Small helpers for views of every app."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.middleware import HtmxDetails
@@ -28,3 +29,18 @@ class AuthenticatedRequest(HttpRequest):
     user: "User"
     membership: "Membership"
     htmx: HtmxDetails
+
+
+class SyncAndAsyncMiddleware:
+    """A middleware Django runs in whichever mode the chain around it is (`is_async` says which): a sync-only
+    middleware in an ASGI chain costs every request two thread hops (to a thread for it, back to the loop
+    for the rest)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)  # type: ignore[type-var]  # as Django documents, on the instance

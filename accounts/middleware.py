@@ -1,12 +1,13 @@
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.functional import SimpleLazyObject
 
+from accounts.http import SyncAndAsyncMiddleware
 from accounts.models import Membership, User
 from accounts.services import personal_workspace
 
@@ -26,21 +27,7 @@ def current_membership(request: HttpRequest) -> Membership | None:
     return memberships.get(workspace=workspace)
 
 
-class _SyncAndAsync:
-    """A middleware Django runs in whichever mode the chain around it is: a sync-only middleware in an ASGI
-    chain costs every request two thread hops (to a thread for it, back to the loop for the rest)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)  # type: ignore[type-var]  # as Django documents, on the instance
-
-
-class CurrentWorkspaceMiddleware(_SyncAndAsync):
+class CurrentWorkspaceMiddleware(SyncAndAsyncMiddleware):
     def __call__(self, request: HttpRequest) -> Any:
         # Declared for the type checker on accounts.http.AuthenticatedRequest. Lazy: read on first use.
         request.membership = SimpleLazyObject(lambda: current_membership(request))  # type: ignore[attr-defined]
@@ -53,7 +40,7 @@ def has_second_factor(user: User) -> bool:
     return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
 
 
-class TwoFactorRequiredMiddleware(_SyncAndAsync):
+class TwoFactorRequiredMiddleware(SyncAndAsyncMiddleware):
     """Pages of a workspace whose owners require two-factor authentication, and the admin when
     ADMIN_REQUIRE_TWO_FACTOR is set, send a signed-in user without a second factor to set one up first.
     The account pages (allauth's, under /accounts/) stay open, so the way out is always reachable."""

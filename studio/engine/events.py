@@ -4,7 +4,7 @@ database and renders the card once for its viewers (studio.web.live), so no HTML
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -51,6 +51,14 @@ def start_publisher() -> None:
             _publisher = _Publisher()
 
 
+def _run(send: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a send on the process's publishing loop when it has one (a worker), else as async_to_sync does."""
+    if _publisher is None:
+        async_to_sync(send)()
+    else:
+        _publisher.run(send())
+
+
 def generation_group(generation_id: object) -> str:
     return f"generation.{generation_id}"
 
@@ -81,11 +89,8 @@ def publish_generation_changed(generation: Generation) -> None:
         # The sends at once, on one loop (async_to_sync per send would make a loop and connection each).
         await asyncio.gather(*(send(group) for group in groups))
 
-    if _publisher is None:
-        async_to_sync(send_all)()
-        return
     try:
-        _publisher.run(send_all())
+        _run(send_all)
     except TimeoutError:
         logger.warning("publishing the change of generation %s timed out", generation.pk)
 
@@ -97,10 +102,11 @@ def publish_removed(workspace_id: int, *, images: list[str], generations: list[s
     if layer is None or not (images or generations):
         return
     message = {"type": "items.removed", "images": images, "generations": generations}
+
+    async def send() -> None:
+        await layer.group_send(workspace_group(workspace_id), message)
+
     try:
-        if _publisher is None:
-            async_to_sync(layer.group_send)(workspace_group(workspace_id), message)
-        else:
-            _publisher.run(layer.group_send(workspace_group(workspace_id), message))
+        _run(send)
     except Exception:
         logger.warning("could not publish the removal of %s images", len(images), exc_info=True)
