@@ -2,6 +2,7 @@ import io
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,21 @@ def private_media_root():
     with override_settings(STORAGES=storages, MEDIA_ROOT=root, LOCAL_PROVIDER_STEP_SECONDS=0.0):
         yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_keys():
+    """The cache (Redis) outlives a test run: allauth's rate limits, the API's and the login throttles count
+    in it. A key prefix of this run's own keeps a run within minutes of another (or beside it) from finding
+    its limits already spent."""
+    from django.conf import settings
+
+    caches = {
+        name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}"}
+        for name, config in settings.CACHES.items()
+    }
+    with override_settings(CACHES=caches):
+        yield
 
 
 class InlineEmailTask:
